@@ -1,0 +1,1 @@
+"""NVIDIA DALI pipeline definitions (training data, GPU video reading)."""

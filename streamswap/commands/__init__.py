@@ -1,0 +1,1 @@
+"""CLI command groups; `streamswap.cli` wires them into one app."""

@@ -1,0 +1,31 @@
+"""Exceptions the user can act on. The CLI turns each into one line and a non-zero exit."""
+
+
+class StreamSwapError(Exception):
+    """Base class: its message is shown to the user as one line (say what is wrong and what to do)."""
+
+    exit_code = 1
+
+
+class InputError(StreamSwapError):
+    """A user-supplied file, URL or option is unusable (missing, unreadable, wrong kind)."""
+
+    exit_code = 2
+
+
+class ModelError(StreamSwapError):
+    """A model file is missing, corrupt, not the expected model, or cannot be fetched."""
+
+    exit_code = 3
+
+
+class NoFaceError(StreamSwapError):
+    """An image that must contain a face contains none (or too many to choose from)."""
+
+    exit_code = 4
+
+
+class PipelineError(StreamSwapError):
+    """A stage of the running pipeline failed; the message names the stage."""
+
+    exit_code = 5

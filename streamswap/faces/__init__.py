@@ -1,0 +1,1 @@
+"""Face analysis on batches: detection, landmarks, identity, alignment."""

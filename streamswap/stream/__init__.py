@@ -1,0 +1,1 @@
+"""The staged runtime: stages, graph, metrics."""

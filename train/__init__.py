@@ -1,0 +1,1 @@
+"""Training the GHOST generator: `python -m train`."""
