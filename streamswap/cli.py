@@ -1,0 +1,76 @@
+"""The `streamswap` command: wires the command groups in `streamswap.commands` into one app.
+
+Library code raises `StreamSwapError` subclasses; this edge turns them into one line on stderr
+and a non-zero exit (a traceback only with `--debug`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from streamswap import __version__
+from streamswap.errors import StreamSwapError
+
+app = typer.Typer(
+    name="streamswap",
+    help="GPU-first face swapping (GHOST) for images, long videos and live streams.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"streamswap {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
+) -> None:
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def _register() -> None:
+    # Each command group lives in its own module; importing it adds its commands to `app`.
+    from streamswap.commands import models, doctor  # noqa: F401
+
+    for extra in ("transcode",):
+        try:
+            __import__(f"streamswap.commands.{extra}")
+        except ModuleNotFoundError as exc:  # a group still being built must not break the others
+            if exc.name != f"streamswap.commands.{extra}":
+                raise
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turning user-actionable errors into one line and an exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if debug:  # accept --debug anywhere on the line, not only before the command
+        argv = ["--debug", *(a for a in argv if a != "--debug")]
+    _register()
+    try:
+        app(args=argv)  # click handles usage errors and exit codes (standalone mode)
+    except StreamSwapError as exc:
+        if debug:
+            raise
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # a bug: one line unless --debug
+        if debug:
+            raise
+        Console(stderr=True).print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(str(exc))} "
+                                   "(rerun with --debug for the traceback, and please report it)",
+                                   highlight=False, soft_wrap=True)
+        sys.exit(1)

@@ -1,0 +1,203 @@
+"""The model registry: download, resume, verify, pin on first use, offline, errors; and the
+`streamswap models` CLI. Files come from a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from streamswap.errors import ModelError
+from streamswap.models.catalog import find_model
+from streamswap.models.download import DownloadSettings
+from streamswap.models.registry import Registry, RegistryConfig, Status
+
+from http_fixture import FileServer
+
+FAST = DownloadSettings(attempts=3, backoff_s=0.01, timeout_s=5)
+PAYLOAD = bytes(range(256)) * 40_000  # ~10 MB: several chunks, so a cut lands mid-file
+
+
+@pytest.fixture
+def server():
+    srv = FileServer()
+    srv.files["/arcface/backbone.pth"] = PAYLOAD
+    yield srv
+    srv.close()
+
+
+def registry(tmp_path: Path, server: FileServer, **kw) -> Registry:
+    return Registry(RegistryConfig(home=tmp_path / "home", mirror=server.url, download=FAST, **kw))
+
+
+def test_fetch_downloads_verifies_and_pins_on_first_use(tmp_path, server):
+    reg = registry(tmp_path, server)
+    path = reg.fetch("backbone")
+    assert path == tmp_path / "home" / "models" / "backbone.pth"
+    assert path.read_bytes() == PAYLOAD
+    lock = json.loads(reg.lock_path.read_text())
+    assert lock["backbone.pth"]["sha256"] == hashlib.sha256(PAYLOAD).hexdigest()
+    assert reg.state(find_model("backbone")).status is Status.VERIFIED
+    assert not list(path.parent.glob("*.part"))
+
+
+def test_fetch_resumes_after_the_server_cuts_the_connection(tmp_path, server):
+    cut = 3_000_000
+    server.cut_once["/arcface/backbone.pth"] = cut
+    path = registry(tmp_path, server).fetch("backbone")
+    assert path.read_bytes() == PAYLOAD
+    ranges = [r for p, r in server.log if p == "/arcface/backbone.pth"]
+    assert ranges[0] is None and ranges[1] == f"bytes={cut}-", ranges
+
+
+def test_fetch_resumes_a_part_file_left_by_an_earlier_run(tmp_path, server):
+    reg = registry(tmp_path, server)
+    part = reg.cache_dir / "backbone.pth.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(PAYLOAD[:1234567])
+    assert reg.fetch("backbone").read_bytes() == PAYLOAD
+    assert server.log == [("/arcface/backbone.pth", "bytes=1234567-")]
+
+
+def test_server_without_range_support_restarts_cleanly(tmp_path, server):
+    server.honour_range = False
+    reg = registry(tmp_path, server)
+    (reg.cache_dir).mkdir(parents=True)
+    (reg.cache_dir / "backbone.pth.part").write_bytes(b"stale bytes")
+    assert reg.fetch("backbone").read_bytes() == PAYLOAD
+
+
+def test_hash_mismatch_is_rejected_and_the_bad_file_not_kept(tmp_path, server):
+    reg = registry(tmp_path, server)
+    reg.fetch("backbone")  # pins the hash
+    (reg.cache_dir / "backbone.pth").unlink()
+    server.files["/arcface/backbone.pth"] = b"tampered" + PAYLOAD[8:]
+    with pytest.raises(ModelError, match="SHA-256 mismatch for backbone.pth"):
+        reg.fetch("backbone")
+    assert not any(reg.cache_dir.iterdir()), list(reg.cache_dir.iterdir())
+
+
+def test_offline_mode_refuses_and_names_file_and_url(tmp_path, server):
+    reg = registry(tmp_path, server, offline=True)
+    with pytest.raises(ModelError, match=r"offline.*backbone\.pth.*arcface/backbone\.pth"):
+        reg.fetch("backbone")
+    assert server.log == []
+
+
+def test_unreachable_url_is_one_clear_error(tmp_path):
+    reg = Registry(RegistryConfig(home=tmp_path / "home", mirror="http://127.0.0.1:9", download=FAST))
+    with pytest.raises(ModelError, match="cannot download http://127.0.0.1:9/arcface/backbone.pth"):
+        reg.fetch("backbone")
+    assert not (reg.cache_dir / "backbone.pth").exists()
+
+
+def test_unwritable_cache_is_one_clear_error(tmp_path, server):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    reg = Registry(RegistryConfig(home=blocker / "home", mirror=server.url, download=FAST))
+    with pytest.raises(ModelError, match="not writable"):
+        reg.fetch("backbone")
+
+
+def test_full_disk_is_one_clear_error_and_leaves_no_final_file(tmp_path, server):
+    home = tmp_path / "small"
+    home.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(home)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        reg = Registry(RegistryConfig(home=home, mirror=server.url, download=FAST))
+        with pytest.raises(ModelError, match="disk full"):
+            reg.fetch("backbone")
+        assert not (reg.cache_dir / "backbone.pth").exists()
+    finally:
+        subprocess.run(["umount", str(home)], check=True)
+
+
+def test_pack_member_fetch_extracts_the_archive_flat_and_pins_members(tmp_path, server):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:  # insightface packs nest a folder; one entry tries to escape
+        zf.writestr("buffalo_l/2d106det.onnx", b"landmarks")
+        zf.writestr("buffalo_l/det_10g.onnx", b"detector")
+        zf.writestr("../../evil.onnx", b"x")
+    server.files["/v0.7/buffalo_l.zip"] = buf.getvalue()
+    reg = registry(tmp_path, server)
+    path = reg.fetch("2d106det")
+    assert path == reg.cache_dir / "buffalo_l" / "2d106det.onnx" and path.read_bytes() == b"landmarks"
+    assert not (tmp_path / "evil.onnx").exists() and not (reg.cache_dir / "buffalo_l.zip").exists()
+    assert reg.state(find_model("det_10g")).status is Status.VERIFIED  # pinned at extraction
+    path.write_bytes(b"changed")
+    assert reg.state(find_model("2d106det")).status is Status.MISMATCH
+
+
+def test_models_dir_is_searched_and_pinned_on_first_use(tmp_path):
+    mdir = tmp_path / "offline-models"
+    mdir.mkdir()
+    (mdir / "scrfd_10g_bnkps.onnx").write_bytes(b"onnx bytes")
+    reg = Registry(RegistryConfig(home=tmp_path / "home", models_dir=mdir, offline=True))
+    assert reg.path("scrfd_10g_bnkps") == mdir / "scrfd_10g_bnkps.onnx"
+    assert reg.state(find_model("scrfd_10g_bnkps")).status is Status.PINNED_NOW
+    assert reg.state(find_model("scrfd_10g_bnkps")).status is Status.VERIFIED
+
+
+# ---- the real CLI in a subprocess ----------------------------------------------------------
+
+def env_for(tmp_path: Path, server: FileServer | None = None, **extra: str) -> dict[str, str]:
+    env = {"STREAMSWAP_HOME": str(tmp_path / "home"), **extra}
+    if server is not None:
+        env["STREAMSWAP_MIRROR"] = server.url
+    return env
+
+
+def test_cli_fetch_list_verify_path(tmp_path, server, cli):
+    env = env_for(tmp_path, server)
+    fetched = cli("models", "fetch", "backbone", "--quiet", env=env)
+    assert fetched.returncode == 0, fetched.stderr
+    listed = json.loads(cli("models", "list", "--json", env=env).stdout)
+    row = next(r for r in listed if r["name"] == "backbone")
+    assert row["status"] == "verified" and row["hash"].startswith("pinned on first use")
+    assert row["size"] == len(PAYLOAD) and "Apache-2.0" in row["licence"]
+    assert next(r for r in listed if r["name"] == "glintr100")["status"] == "missing"
+    table = cli("models", "list", env=env).stdout
+    assert "backbone.pth" in table and "non-commercial" in table
+    verified = cli("models", "verify", env=env)
+    assert verified.returncode == 0 and "1 model file(s) checked, 0 mismatch(es)" in verified.stdout
+    where = cli("models", "path", "backbone", env=env)
+    assert where.returncode == 0 and Path(where.stdout.strip()).read_bytes() == PAYLOAD
+
+
+def test_cli_verify_reports_a_tampered_file(tmp_path, server, cli):
+    env = env_for(tmp_path, server)
+    assert cli("models", "fetch", "backbone", "--quiet", env=env).returncode == 0
+    (tmp_path / "home" / "models" / "backbone.pth").write_bytes(b"tampered")
+    verified = cli("models", "verify", env=env)
+    assert verified.returncode == 1 and "MISMATCH" in verified.stdout
+
+
+def test_cli_errors_are_one_line_without_traceback(tmp_path, server, cli):
+    cases = [
+        (("models", "path", "backbone"), env_for(tmp_path), "streamswap models fetch backbone"),
+        (("models", "fetch", "backbone"), env_for(tmp_path, server, STREAMSWAP_OFFLINE="1"), "offline"),
+        (("models", "fetch", "no-such-model"), env_for(tmp_path, server), "unknown model 'no-such-model'"),
+        (("models", "fetch", "backbone"), {"STREAMSWAP_HOME": str(tmp_path / "h2"),
+                                           "STREAMSWAP_MIRROR": "http://127.0.0.1:9"}, "cannot download"),
+    ]
+    for args, env, expected in cases:
+        result = cli(*args, env=env)
+        assert result.returncode != 0, args
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and expected in lines[0], (args, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+def test_cli_version_and_help(cli):
+    from streamswap import __version__
+
+    assert cli("--version").stdout.strip() == f"streamswap {__version__}"
+    helped = cli("--help")
+    assert helped.returncode == 0 and "models" in helped.stdout and "doctor" in helped.stdout
