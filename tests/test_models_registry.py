@@ -185,7 +185,8 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, server, cli):
         (("models", "fetch", "backbone"), env_for(tmp_path, server, STREAMSWAP_OFFLINE="1"), "offline"),
         (("models", "fetch", "no-such-model"), env_for(tmp_path, server), "unknown model 'no-such-model'"),
         (("models", "fetch", "backbone"), {"STREAMSWAP_HOME": str(tmp_path / "h2"),
-                                           "STREAMSWAP_MIRROR": "http://127.0.0.1:9"}, "cannot download"),
+                                           "STREAMSWAP_MIRROR": "http://127.0.0.1:9",
+                                           "STREAMSWAP_DOWNLOAD_ATTEMPTS": "2"}, "cannot download"),
     ]
     for args, env, expected in cases:
         result = cli(*args, env=env)

@@ -151,7 +151,8 @@ def download(url: str, dest: Path, *, expected_sha256: str | None = None,
             last_error = exc
         log.info("download of %s interrupted (%s); attempt %d/%d", url, last_error, attempt + 1,
                  settings.attempts)
-        time.sleep(settings.backoff_s * (2 ** attempt))
+        if attempt + 1 < settings.attempts:
+            time.sleep(settings.backoff_s * (2 ** attempt))
     else:
         reason = getattr(last_error, "reason", last_error)
         raise ModelError(f"cannot download {url} ({reason}); the partial file is kept for resuming; "

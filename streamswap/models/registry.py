@@ -45,13 +45,15 @@ class RegistryConfig:
     def from_env(cls, env: Mapping[str, str] | None = None, *, models_dir: Path | None = None,
                  offline: bool | None = None) -> "RegistryConfig":
         """Settings from `STREAMSWAP_HOME`, `STREAMSWAP_MODELS_DIR`, `STREAMSWAP_OFFLINE`,
-        `STREAMSWAP_MIRROR`; explicit arguments (CLI flags) win."""
+        `STREAMSWAP_MIRROR`, `STREAMSWAP_DOWNLOAD_ATTEMPTS`; explicit arguments (CLI flags) win."""
         env = os.environ if env is None else env
         home = Path(env.get("STREAMSWAP_HOME") or Path.home() / ".cache" / "streamswap").expanduser()
         mdir = models_dir or (Path(env["STREAMSWAP_MODELS_DIR"]) if env.get("STREAMSWAP_MODELS_DIR") else None)
         off = offline if offline is not None else env.get("STREAMSWAP_OFFLINE", "") not in ("", "0", "false")
+        attempts = env.get("STREAMSWAP_DOWNLOAD_ATTEMPTS", "")
+        settings = DownloadSettings(attempts=max(1, int(attempts))) if attempts.isdigit() else DownloadSettings()
         return cls(home=home, models_dir=mdir.expanduser() if mdir else None, offline=off,
-                   mirror=env.get("STREAMSWAP_MIRROR") or None)
+                   mirror=env.get("STREAMSWAP_MIRROR") or None, download=settings)
 
 
 class Status(str, Enum):
