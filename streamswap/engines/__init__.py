@@ -1,0 +1,1 @@
+"""Swap engines: ghost (AEI-Net) and lite (landmark-driven warp, no learned generator)."""
