@@ -108,3 +108,19 @@ def verify(models_dir: Path | None = ModelsDir,
 def path(name: str, models_dir: Path | None = ModelsDir) -> None:
     """Print the local path of a model (exit non-zero if it is not there)."""
     typer.echo(str(_registry(models_dir).path(name)))
+
+
+@models_app.command("info")
+def info(name: str, as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """The network behind a model: class, parameter count, size, input and output shapes."""
+    from streamswap.models.weights import MODEL_BUILDS, describe_model
+
+    if name.removesuffix(".pth") not in MODEL_BUILDS:
+        raise ModelError(f"no network description for {name!r}; networks: {', '.join(MODEL_BUILDS)} "
+                         "(the ONNX face models are described by their files)")
+    described = describe_model(name)
+    if as_json:
+        typer.echo(json.dumps(described, indent=2))
+        return
+    for key, value in described.items():
+        typer.echo(f"{key:20s} {value}")
