@@ -10,6 +10,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -58,3 +59,22 @@ def state_dict_layout(module: nn.Module) -> dict[str, tuple[tuple[int, ...], str
 
 def manifest_layout(manifest: list[tuple[str, list[int], str]]) -> dict[str, tuple[tuple[int, ...], str]]:
     return {k: (tuple(s), d) for k, s, d in manifest}
+
+
+def golden_module(build, manifest: list[tuple[str, list[int], str]]) -> nn.Module:
+    """`build()` constructed on the meta device (no init cost), then given the golden values
+    for the manifest's entries with a strict load: proves the reference layout loads as is."""
+    with torch.device("meta"):
+        module = build()
+    module.load_state_dict(golden_state_dict(manifest), strict=True, assign=True)
+    return module
+
+
+@pytest.fixture(scope="session")
+def aei_1block_golden(golden_dir: Path) -> nn.Module:
+    """The 1-block AEI-Net filled with golden values, eval mode. Shared: do not modify it
+    (deep-copy it first)."""
+    from streamswap.models.aei_net import AEINet, AEINetConfig
+
+    manifest = load_manifest(golden_dir, "aei_net_unet_1blocks")
+    return golden_module(lambda: AEINet(AEINetConfig(num_blocks=1)), manifest).eval()

@@ -99,7 +99,6 @@ class AADLayer(nn.Module):
 
     def __init__(self, channels: int, attr_channels: int, id_dim: int) -> None:
         super().__init__()
-        self.channels = channels
         self.conv1 = nn.Conv2d(attr_channels, channels, kernel_size=1)  # gamma_attr
         self.conv2 = nn.Conv2d(attr_channels, channels, kernel_size=1)  # beta_attr
         self.fc1 = nn.Linear(id_dim, channels)  # gamma_id
@@ -110,8 +109,7 @@ class AADLayer(nn.Module):
     def forward(self, h_in: torch.Tensor, z_attr: torch.Tensor, z_id: torch.Tensor) -> torch.Tensor:
         h = self.norm(h_in)
         a = self.conv1(z_attr) * h + self.conv2(z_attr)
-        b, c = h.shape[0], self.channels
-        i = self.fc1(z_id).reshape(b, c, 1, 1) * h + self.fc2(z_id).reshape(b, c, 1, 1)
+        i = self.fc1(z_id)[:, :, None, None] * h + self.fc2(z_id)[:, :, None, None]
         m = torch.sigmoid(self.conv_h(h))
         return (1 - m) * a + m * i
 
@@ -161,7 +159,7 @@ class AADGenerator(nn.Module):
                                                         config.id_dim, config.num_blocks))
 
     def forward(self, attrs: tuple[torch.Tensor, ...], z_id: torch.Tensor) -> torch.Tensor:
-        m = self.up1(z_id.reshape(z_id.shape[0], -1, 1, 1))
+        m = self.up1(z_id[:, :, None, None])
         for i in range(8):
             m = getattr(self, f"AADBlk{i + 1}")(m, attrs[i], z_id)
             if i < 7:

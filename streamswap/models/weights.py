@@ -10,6 +10,7 @@ naming the file and the first offending keys.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -162,16 +163,20 @@ def _torch_load(path: Path) -> Any:
                 return torch.load(path, map_location="cpu", weights_only=True)
             except Exception as second:  # noqa: BLE001
                 exc = second
-    msg = _first_line(exc)
-    if "weights only load failed" in str(exc).lower() or "unsupported global" in str(exc).lower():
-        raise ModelError(f"{path.name}: refused to load - it holds pickled code or objects, not "
-                         f"only tensors ({msg}); use the published file or a .safetensors copy") from exc
-    raise ModelError(f"{path.name}: not a readable PyTorch checkpoint ({msg}); re-download it") from exc
+    text = str(exc)
+    if "weights only load failed" in text.lower() or "unsupported global" in text.lower():
+        # name what it wanted to run; torch's own advice (weights_only=False) is not for us
+        found = re.search(r"Unsupported (global: GLOBAL \S+|operand \d+)", text)
+        why = found.group(0) if found else "not a tensors-only pickle"
+        raise ModelError(f"{path.name}: refused to load - it holds pickled code or objects, not only "
+                         f"tensors ({why[:200]}); use the published file or a .safetensors copy") from exc
+    raise ModelError(f"{path.name}: not a readable PyTorch checkpoint ({type(exc).__name__}: "
+                     f"{_first_line(exc)}); re-download it") from exc
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
+    return (text[0] if text else type(exc).__name__)[:160]
 
 
 def _is_tensor_dict(obj: Any) -> bool:
