@@ -1,0 +1,219 @@
+"""`streamswap transcode IN OUT`: decode -> encode through the stage graph, no face processing.
+
+It exercises the whole streaming runtime (backends, back-pressure, ordering, audio copy, errors,
+Ctrl-C) on real media, and measures the I/O cost that every swap job pays.
+
+Debugging aid: STREAMSWAP_FAULT="STAGE:N" (or the hidden --fault) makes stage STAGE ("decode" or
+"encode") fail at frame N, to check error handling through the real CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from streamswap.cli import app
+from streamswap.errors import InputError, PipelineError
+from streamswap.stream import Fault, Graph, GraphStats, Sink, Source
+from streamswap.stream.metrics import cuda_memory_probe
+from streamswap.video.nv import BackendChoice, GpuProbe, choose_encoder, probe_gpu
+from streamswap.video.probe import classify
+from streamswap.video.sinks import EncodeSettings, FileSink, NetworkSink, PreviewSink
+from streamswap.video.sources import SourceOptions, VideoSource, open_source
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"unknown --device {name!r} (auto, cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda asked for, but no CUDA device is available (use --device cpu)")
+    return dev
+
+
+def _output_kind(output: str) -> str:
+    if output == "preview":
+        return "preview"
+    return "network" if classify(output) == "network" else "file"
+
+
+def _check_paths(inp: str, out: str, overwrite: bool) -> None:
+    """Refuse writing over the input (whatever the spelling) or over an existing file."""
+    if classify(inp) in ("file", "image") and Path(inp).exists() and Path(out).exists():
+        if Path(inp).resolve() == Path(out).resolve() or os.path.samefile(inp, out):
+            raise InputError(f"output {out} is the input file; choose another output path")
+    if Path(out).exists() and not overwrite:
+        raise InputError(f"output {out} exists (pass --overwrite to replace it)")
+
+
+def _progress(console: Console, total: int | None, live: bool) -> Progress:
+    cols: list[Any] = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("{task.fields[rate]}")]
+    cols += [TimeElapsedColumn()] if live or not total else [TimeRemainingColumn(), TimeElapsedColumn()]
+    return Progress(*cols, console=console, transient=False)
+
+
+def _rate_text(stats: GraphStats, live: bool) -> str:
+    text = f"{stats.frames_per_s:5.1f} fps"
+    if live:
+        p95 = stats.latency_p95_s
+        text += f"  latency p95 {p95 * 1000:.0f} ms" if p95 is not None else ""
+        text += f"  dropped {stats.dropped}"
+    if stats.gpu_memory_mb is not None:
+        text += f"  GPU {stats.gpu_memory_mb:.0f} MiB"
+    return text
+
+
+def _report(src: VideoSource, sink: Any, enc: BackendChoice, device: torch.device,
+            stats: GraphStats | None, status: str, error: str | None) -> dict[str, Any]:
+    info = src.info
+    out_path = Path(sink.report.path)
+    return {
+        "status": status,
+        "error": error,
+        "input": src.spec,
+        "output": sink.report.path,
+        "output_bytes": out_path.stat().st_size if out_path.is_file() else None,
+        "device": str(device),
+        "decoder": {"backend": src.choice.backend, "reason": src.choice.reason},
+        "encoder": {"backend": enc.backend, "reason": enc.reason},
+        "input_info": {k: (str(v) if k in ("fps", "time_base") and v is not None else v)
+                       for k, v in asdict(info).items()},
+        "frames_in": src.frames_read,
+        "frames_out": sink.report.frames,
+        "dropped": stats.dropped if stats else 0,
+        "elapsed_s": stats.elapsed_s if stats else None,
+        "fps": stats.frames_per_s if stats else None,
+        "audio_packets": sink.report.audio_packets,
+        "padded": sink.report.padded,
+        "warnings": list(src.warnings),
+        "notes": list(sink.report.notes),
+        "graph": stats.to_dict() if stats else None,
+    }
+
+
+@app.command()
+def transcode(
+    input: str = typer.Argument(..., help="Video file, image, webcam (/dev/video0) or stream URL (rtsp://...)."),
+    output: str = typer.Argument(..., help="Output video file (.mp4, .mkv, .mov), rtsp:// or rtmp:// URL, or 'preview'."),
+    crf: int = typer.Option(18, help="Quality: x264 CRF / NVENC QP, 0 (best) .. 51."),
+    preset: str = typer.Option("medium", help="x264 speed preset (ultrafast .. veryslow); mapped to NVENC P1..P7."),
+    encoder: str = typer.Option("auto", help="auto, x264 or nvenc."),
+    decoder: str = typer.Option("auto", help="auto, pyav or nvdec."),
+    device: str = typer.Option("auto", help="Where frames live: auto, cpu, cuda or cuda:N."),
+    threads: int = typer.Option(0, help="Decoder/encoder threads (0: automatic)."),
+    max_frames: int = typer.Option(None, "--max-frames", help="Stop after this many frames (e.g. for live inputs)."),
+    realtime: bool = typer.Option(False, "--realtime", help="Read a file at its frame rate, like a live feed."),
+    queue: int = typer.Option(8, help="Frames buffered between stages."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON report (with per-stage metrics) on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display or summary."),
+    fault: str = typer.Option(None, "--fault", hidden=True, help="Debug: make STAGE fail at frame N (STAGE:N)."),
+) -> None:
+    """Decode IN and encode it to OUT through the streaming runtime (no face processing)."""
+    console = Console(stderr=True)
+    dev = _device(device)
+    out_kind = _output_kind(output)
+    if out_kind == "file":
+        _check_paths(input, output, overwrite)
+    settings = EncodeSettings(encoder=encoder, crf=crf, preset=preset, threads=threads)
+    try:
+        injected = Fault.parse(fault) if fault else Fault.from_env()
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+    gpu = probe_gpu(dev) if dev.type == "cuda" else GpuProbe(torch.cuda.is_available(), None, False,
+                                                              "not probed", False, "not probed")
+    src = open_source(input, SourceOptions(decoder=decoder, device=str(dev), threads=threads,
+                                           pace=realtime, max_frames=max_frames), gpu=gpu)
+    try:
+        if out_kind == "file":
+            enc = choose_encoder(encoder, device=dev, gpu=gpu)
+            sink: Any = FileSink(output, src.info, settings, enc, overwrite=overwrite,
+                                 audio_from=src.spec if src.kind == "file" else None)
+        elif out_kind == "network":
+            if encoder == "nvenc":
+                raise InputError("--encoder nvenc writes files only; streams use x264")
+            enc = BackendChoice("x264", "network output: libx264 tuned for zero latency")
+            sink = NetworkSink(output, src.info, settings)
+        else:
+            enc = BackendChoice("window", "preview")
+            sink = PreviewSink()
+    except BaseException:
+        src.close()
+        raise
+
+    if not quiet:
+        console.print(f"decode: [bold]{escape(src.choice.backend)}[/] ({escape(src.choice.reason)})", highlight=False)
+        console.print(f"encode: [bold]{escape(enc.backend)}[/] ({escape(enc.reason)})", highlight=False)
+    mode = "live" if src.live else "file"
+    graph = Graph(Source("decode", src, src.close), [], Sink("encode", sink.write, sink.close, queue_size=queue),
+                  mode=mode, fault=injected, gpu_memory=cuda_memory_probe(dev))
+
+    total = src.info.frames if not src.live else None
+    if max_frames is not None:
+        total = min(total, max_frames) if total else max_frames
+    progress = None if quiet else _progress(console, total, src.live)
+    task = progress.add_task("transcode", total=total, rate="") if progress else None
+
+    def show(stats: GraphStats) -> None:
+        if progress is not None and task is not None:
+            progress.update(task, completed=stats.frames_out, rate=_rate_text(stats, src.live))
+
+    stats: GraphStats | None = None
+    status, error = "done", None
+    t0 = time.monotonic()
+    try:
+        if progress:
+            progress.start()
+        stats = graph.run(progress=show, interval_s=0.2)
+        status = stats.state
+    except PipelineError as exc:
+        status, error = "failed", str(exc)
+        raise
+    except KeyboardInterrupt:
+        status, error = "interrupted", "interrupted by Ctrl-C"
+        raise
+    finally:
+        if progress:
+            progress.stop()
+        stats = stats or graph.stats()
+        report = _report(src, sink, enc, dev, stats, status, error)
+        if as_json:
+            typer.echo(json.dumps(report, indent=2))
+        if not quiet:
+            _summary(console, report, time.monotonic() - t0)
+
+
+def _summary(console: Console, r: dict[str, Any], wall_s: float) -> None:
+    frames, fps = r["frames_out"], r["fps"] or 0.0
+    size = f", {r['output_bytes'] / 2**20:.1f} MiB" if r["output_bytes"] else ""
+    colour = {"done": "green", "stopped": "green", "failed": "red", "interrupted": "yellow"}.get(r["status"], "white")
+    console.print(f"[{colour}]{r['status']}[/]: {frames} frames in {wall_s:.1f} s ({fps:.1f} fps) -> "
+                  f"{escape(r['output'])}{size}", highlight=False)
+    if r["audio_packets"]:
+        console.print(f"copied {r['audio_packets']} audio/subtitle packets without re-encoding", highlight=False)
+    if r["dropped"]:
+        console.print(f"live input: dropped {r['dropped']} frames to keep latency bounded", highlight=False)
+    for line in r["warnings"] + r["notes"]:
+        console.print(f"[yellow]note:[/] {escape(line)}", highlight=False)
+    if r["status"] in ("failed", "interrupted") and frames:
+        console.print(f"the output is valid up to frame {frames}", highlight=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,146 @@
+"""What an input is (file, image, webcam, network URL) and what a video file holds, with one-line
+errors for inputs that cannot be used."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal
+
+import av
+
+from streamswap.errors import InputError
+
+InputKind = Literal["file", "image", "webcam", "network"]
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+NETWORK_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp"})
+# schemes whose streams have no end and no seek: always live
+LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "udp", "tcp", "srt", "rtp"})
+
+# FFmpeg's AVColorSpace numbers -> the names PyAV's reformatter takes (None: FFmpeg's default, BT.601)
+_COLORSPACES = {1: "ITU709", 5: "ITU601", 6: "SMPTE170M", 7: "SMPTE240M", 9: "BT2020"}
+
+
+@dataclass(frozen=True, slots=True)
+class VideoInfo:
+    """A video stream as the pipeline will see it.
+
+    width, height: of the frames the source yields (rotation applied, so a portrait phone video
+        is taller than wide). fps: nominal rate (None if unknown, e.g. a still image).
+    time_base: unit of the frames' pts. frames / duration_s: estimates from the container
+        (None when unknown, e.g. live). rotation: degrees counter-clockwise the decoded picture is
+        turned to be upright (from the display matrix; 0, 90, 180 or 270).
+    colorspace: PyAV reformatter name of the YUV matrix (None: unspecified, FFmpeg uses BT.601);
+        full_range: JPEG (0-255) rather than MPEG (16-235) YUV levels.
+    """
+
+    width: int
+    height: int
+    fps: Fraction | None
+    time_base: Fraction
+    frames: int | None
+    duration_s: float | None
+    codec: str
+    rotation: int = 0
+    colorspace: str | None = None
+    full_range: bool = False
+    has_audio: bool = False
+    live: bool = False
+
+
+def classify(spec: str) -> InputKind:
+    """Which kind of input `spec` names: a URL, a webcam (/dev/videoN, "webcam", "webcam:N"),
+    an image (by suffix) or else a video file."""
+    scheme = spec.split("://", 1)[0].lower() if "://" in spec else ""
+    if scheme in NETWORK_SCHEMES:
+        return "network"
+    if re.fullmatch(r"webcam(:\d+)?", spec) or re.fullmatch(r"/dev/video\d+", spec):
+        return "webcam"
+    if Path(spec).suffix.lower() in IMAGE_SUFFIXES:
+        return "image"
+    return "file"
+
+
+def webcam_device(spec: str) -> str:
+    """The v4l2 device path for a webcam spec ("webcam" -> /dev/video0, "webcam:2" -> /dev/video2)."""
+    if spec.startswith("/dev/"):
+        return spec
+    _, _, num = spec.partition(":")
+    return f"/dev/video{num or 0}"
+
+
+def check_file(path: str | os.PathLike[str]) -> Path:
+    """The path, if it names a non-empty readable file; else InputError saying what is wrong."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"input {p} does not exist")
+    if p.is_dir():
+        raise InputError(f"input {p} is a directory, not a video or image file")
+    if p.stat().st_size == 0:
+        raise InputError(f"input {p} is empty (0 bytes)")
+    if not os.access(p, os.R_OK):
+        raise InputError(f"input {p} is not readable (check its permissions)")
+    return p
+
+
+def open_container(path: str | os.PathLike[str], **kwargs: object) -> av.container.InputContainer:
+    """av.open for reading, with FFmpeg's complaints turned into one-line InputErrors."""
+    try:
+        return av.open(str(path), **kwargs)  # type: ignore[return-value]
+    except av.error.FFmpegError as exc:
+        why = getattr(exc, "strerror", None) or str(exc)
+        hint = " (truncated, or not a video)" if "moov" in why or "Invalid data" in why else ""
+        raise InputError(f"cannot read {path}: {why}{hint}") from None
+
+
+def rotation_of(stream: av.video.stream.VideoStream, first_frame: av.VideoFrame | None) -> int:
+    """Display rotation in degrees counter-clockwise, snapped to 0/90/180/270."""
+    deg = 0.0
+    if first_frame is not None:
+        deg = float(first_frame.rotation or 0)
+    return int(round(deg / 90.0)) % 4 * 90
+
+
+def video_info(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+               first_frame: av.VideoFrame | None, *, live: bool = False) -> VideoInfo:
+    """VideoInfo for `stream` of an open container (first_frame: for rotation and colour tags)."""
+    cc = stream.codec_context
+    rotation = rotation_of(stream, first_frame)
+    w = first_frame.width if first_frame is not None else cc.width
+    h = first_frame.height if first_frame is not None else cc.height
+    if rotation in (90, 270):
+        w, h = h, w
+    fps = stream.average_rate or stream.guessed_rate or stream.base_rate
+    tb = stream.time_base or (Fraction(1, int(fps)) if fps else Fraction(1, 1000))
+    duration = None
+    if stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        duration = container.duration / 1_000_000
+    frames = stream.frames or (int(round(duration * fps)) if duration and fps else None)
+    cs_num = int(first_frame.colorspace) if first_frame is not None else int(cc.colorspace or 2)
+    rng = int(first_frame.color_range) if first_frame is not None else int(cc.color_range or 0)
+    return VideoInfo(
+        width=int(w), height=int(h), fps=Fraction(fps) if fps else None, time_base=Fraction(tb),
+        frames=None if live else frames, duration_s=None if live else duration,
+        codec=cc.name, rotation=rotation, colorspace=_COLORSPACES.get(cs_num),
+        full_range=rng == 2, has_audio=bool(container.streams.audio), live=live,
+    )
+
+
+def video_stream(container: av.container.InputContainer, name: str) -> av.video.stream.VideoStream:
+    """The first video stream, or InputError if there is none or FFmpeg cannot decode it."""
+    if not container.streams.video:
+        kinds = sorted({s.type for s in container.streams}) or ["nothing"]
+        raise InputError(f"{name} has no video stream (it holds {', '.join(kinds)})")
+    stream = container.streams.video[0]
+    codec = stream.codec_context.name if stream.codec_context else "none"
+    if codec in ("none", "") or stream.codec_context is None:
+        tag = getattr(stream.codec_context, "codec_tag", "") if stream.codec_context else ""
+        raise InputError(f"{name}: video codec {tag or 'unknown'!s} is not supported "
+                         "(re-encode it to H.264, e.g. with ffmpeg)")
+    return stream

@@ -1,0 +1,421 @@
+"""Where frames go: video files (libx264 through PyAV, or NVENC through PyNvVideoCodec on GPUs that
+have one), RTSP/RTMP servers, and a preview window.
+
+File output:
+- written to a hidden temporary name in the output's folder and renamed at the end; on an error or
+  Ctrl-C the sink still flushes the encoder, closes the container and renames, so the file is
+  playable up to the last written frame (nothing is renamed if no frame was written);
+- each frame keeps its pts and time base, so variable frame rates stay in sync;
+- audio and subtitle streams of `audio_from` are copied packet by packet, not re-encoded,
+  interleaved with the video by time (after an error, only up to the last written frame);
+  streams the output container cannot hold are skipped with a note;
+- yuv420p (what players expect of H.264) needs even sizes: an odd width or height is padded by one
+  pixel, repeating the last column/row, so no input pixel is lost (`padded` says so).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+from collections import deque
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlparse
+
+import av
+import torch
+
+from streamswap.errors import InputError
+from streamswap.frames import Frame
+from streamswap.stream.stage import StopPipeline
+from streamswap.video.color import rgb_to_nv12
+from streamswap.video.nv import BackendChoice, NvEncoder
+from streamswap.video.probe import VideoInfo
+
+log = logging.getLogger(__name__)
+
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+                "veryslow", "placebo")
+
+
+@dataclass(frozen=True, slots=True)
+class EncodeSettings:
+    """Video encoder settings. crf: quality (x264 CRF, 0 lossless .. 51; NVENC constant QP);
+    preset: x264 speed preset (mapped to NVENC P1..P7); threads: encoder threads (0: auto);
+    gop: keyframe interval in frames (None: the encoder's default)."""
+
+    encoder: str = "auto"
+    crf: int = 18
+    preset: str = "medium"
+    threads: int = 0
+    gop: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.crf <= 51:
+            raise InputError(f"--crf {self.crf} is out of range (0 best .. 51 worst)")
+        if self.preset not in X264_PRESETS:
+            raise InputError(f"unknown --preset {self.preset!r} (one of {', '.join(X264_PRESETS)})")
+
+
+def pad_even(img: torch.Tensor) -> torch.Tensor:
+    """(H, W, 3) -> (H + H % 2, W + W % 2, 3), repeating the last row/column (any device)."""
+    h, w = img.shape[:2]
+    if h % 2:
+        img = torch.cat([img, img[-1:]], dim=0)
+    if w % 2:
+        img = torch.cat([img, img[:, -1:]], dim=1)
+    return img
+
+
+def _fps_hint(info: VideoInfo) -> Fraction:
+    return Fraction(info.fps) if info.fps else Fraction(30)
+
+
+class _X264Writer:
+    """libx264 through PyAV: RGB frames in, packets of the output stream out."""
+
+    def __init__(self, out: av.container.OutputContainer, width: int, height: int, info: VideoInfo,
+                 settings: EncodeSettings) -> None:
+        s = out.add_stream("libx264", rate=_fps_hint(info))
+        s.width, s.height, s.pix_fmt = width, height, "yuv420p"
+        s.time_base = info.time_base
+        cc = s.codec_context
+        cc.time_base = info.time_base
+        opts = {"crf": str(settings.crf), "preset": settings.preset}
+        if settings.gop:
+            opts["g"] = str(settings.gop)
+        cc.options = opts
+        cc.thread_count = settings.threads
+        cc.color_range = 1  # MPEG levels, what we convert to
+        if info.colorspace:
+            cc.colorspace = {"ITU709": 1, "ITU601": 5, "SMPTE170M": 6, "SMPTE240M": 7, "BT2020": 9}[info.colorspace]
+        self.stream = s
+        self._colorspace = info.colorspace
+
+    def encode(self, img: torch.Tensor, pts: int, time_base: Fraction) -> list[av.Packet]:
+        vf = av.VideoFrame.from_ndarray(img.cpu().numpy(), format="rgb24")
+        vf = vf.reformat(format="yuv420p", dst_colorspace=self._colorspace, dst_color_range="MPEG")
+        vf.pts, vf.time_base = pts, time_base
+        return list(self.stream.encode(vf))
+
+    def flush(self) -> list[av.Packet]:
+        return list(self.stream.encode(None))
+
+
+class _AnnexBWriter:
+    """An external H.264 encoder (NVENC) producing an Annex B byte stream: split into access units
+    by FFmpeg's parser, timestamped in input order (the encoder runs without B-frames) and muxed
+    into a stream without a codec context."""
+
+    def __init__(self, out: av.container.OutputContainer, width: int, height: int, info: VideoInfo,
+                 encoder: Any) -> None:
+        self.stream = out.add_mux_stream("h264", rate=_fps_hint(info), width=width, height=height,
+                                         time_base=info.time_base)
+        self._encoder = encoder
+        self._parser = av.CodecContext.create("h264", "r")
+        self._pts: deque[int] = deque()
+        self._tb = info.time_base
+        self._matrix = info.colorspace
+
+    def _packets(self, data: bytes, final: bool = False) -> list[av.Packet]:
+        pkts = list(self._parser.parse(data)) if data else []
+        if final:
+            pkts += list(self._parser.parse(b""))
+        for p in pkts:
+            if not self._pts:
+                raise RuntimeError("the encoder returned more frames than it was given")
+            p.pts = p.dts = self._pts.popleft()
+            p.time_base = self._tb
+            p.stream = self.stream
+        return pkts
+
+    def encode(self, img: torch.Tensor, pts: int, time_base: Fraction) -> list[av.Packet]:
+        self._pts.append(pts)
+        return self._packets(self._encoder.encode(rgb_to_nv12(img, matrix=self._matrix)))
+
+    def flush(self) -> list[av.Packet]:
+        return self._packets(self._encoder.flush(), final=True)
+
+
+class _StreamCopier:
+    """Copies the input's audio and subtitle packets into the output, unchanged."""
+
+    def __init__(self, src: str, out: av.container.OutputContainer) -> None:
+        self._in = av.open(src)
+        self._out = out
+        self.notes: list[str] = []
+        supported = out.supported_codecs
+        self._map: dict[int, Any] = {}
+        wanted = []
+        for s in self._in.streams:
+            if s.type not in ("audio", "subtitle"):
+                continue
+            name = s.codec_context.name if s.codec_context else "unknown"
+            if name not in supported:
+                self.notes.append(f"{s.type} stream #{s.index} ({name}) cannot go into "
+                                  f"{out.format.name}: not copied")
+                continue
+            self._map[s.index] = out.add_stream_from_template(s)
+            wanted.append(s)
+        self._demux = self._in.demux(wanted) if wanted else iter(())
+        self._pending: av.Packet | None = None
+        self.packets = 0
+
+    def pump(self, until_s: float | None) -> None:
+        """Mux packets whose dts is at most `until_s` seconds (all that are left if None)."""
+        while True:
+            pkt = self._pending
+            if pkt is None:
+                try:
+                    pkt = next(self._demux)
+                except StopIteration:
+                    return
+                except av.error.FFmpegError as exc:  # a damaged input's audio ends here
+                    log.debug("stopped copying audio: %s", exc)
+                    self._demux = iter(())
+                    return
+            if pkt.dts is None:  # demux's flush packets carry no data
+                self._pending = None
+                continue
+            if until_s is not None and float(pkt.dts * pkt.time_base) > until_s:
+                self._pending = pkt
+                return
+            self._pending = None
+            pkt.stream = self._map[pkt.stream_index]
+            self._out.mux(pkt)
+            self.packets += 1
+
+    def close(self) -> None:
+        self._in.close()
+
+
+@dataclass
+class SinkReport:
+    """What a sink did: frames written, where, with what; notes for the user."""
+
+    path: str
+    encoder: str
+    frames: int = 0
+    padded: bool = False
+    audio_packets: int = 0
+    finalised: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def _temp_name(final: Path) -> Path:
+    # same folder (so the rename is atomic), same suffix (so FFmpeg picks the same container)
+    return final.with_name(f".{final.stem}.partial-{os.getpid()}{final.suffix}")
+
+
+class FileSink:
+    """Encodes frames into a video file; see the module docstring for the guarantees."""
+
+    def __init__(self, path: str | os.PathLike[str], info: VideoInfo, settings: EncodeSettings,
+                 choice: BackendChoice, *, audio_from: str | None = None, overwrite: bool = False,
+                 nvenc_factory: Callable[..., Any] | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.parent.is_dir():
+            raise InputError(f"output folder {self.path.parent} does not exist")
+        if self.path.exists() and not overwrite:
+            raise InputError(f"output {self.path} exists (pass --overwrite to replace it)")
+        if self.path.is_dir():
+            raise InputError(f"output {self.path} is a directory")
+        self.info, self.settings, self.choice = info, settings, choice
+        self._audio_from = audio_from
+        self._nvenc_factory = nvenc_factory or NvEncoder
+        self.tmp = _temp_name(self.path)
+        try:
+            self._out = av.open(str(self.tmp), "w")
+        except (av.error.FFmpegError, ValueError) as exc:
+            self.tmp.unlink(missing_ok=True)
+            raise InputError(f"cannot write {self.path}: {exc} (use a video suffix such as .mp4 or .mkv)") from None
+        self._writer: _X264Writer | _AnnexBWriter | None = None
+        self._copier: _StreamCopier | None = None
+        self._size: tuple[int, int] | None = None
+        self._last_end_s = 0.0
+        self.report = SinkReport(str(self.path), choice.backend)
+
+    def _open_streams(self, frame: Frame) -> None:
+        h, w = frame.height, frame.width
+        H, W = h + h % 2, w + w % 2
+        self.report.padded = (H, W) != (h, w)
+        if self.report.padded:
+            self.report.notes.append(f"odd frame size {w}x{h} padded to {W}x{H} (yuv420p needs even sizes)")
+        if self.choice.backend == "nvenc":
+            enc = self._nvenc_factory(W, H, fps=float(_fps_hint(self.info)), crf=self.settings.crf,
+                                      preset=self.settings.preset, gop=self.settings.gop or 250)
+            self._writer = _AnnexBWriter(self._out, W, H, self.info, enc)
+        else:
+            self._writer = _X264Writer(self._out, W, H, self.info, self.settings)
+        if self._audio_from:
+            self._copier = _StreamCopier(self._audio_from, self._out)
+            self.report.notes += self._copier.notes
+        self._size = (h, w)
+
+    def write(self, frame: Frame) -> None:
+        """Encode one frame: (H, W, 3) uint8 RGB on any device, pts in its time base."""
+        if self._writer is None:
+            self._open_streams(frame)
+        assert self._writer is not None
+        if (frame.height, frame.width) != self._size:
+            raise RuntimeError(f"frame size changed from {self._size[1]}x{self._size[0]} "  # type: ignore[index]
+                               f"to {frame.width}x{frame.height} mid-stream")
+        t = frame.time
+        if self._copier:
+            self._copier.pump(t)
+        for pkt in self._writer.encode(pad_even(frame.image), frame.pts, frame.time_base):
+            self._out.mux(pkt)
+        self.report.frames += 1
+        step = 1 / float(self.info.fps) if self.info.fps else 0.0
+        self._last_end_s = t + step
+
+    def close(self, error: BaseException | None = None) -> None:
+        """Finalise: flush the encoder, copy the remaining audio (only up to the last frame after
+        an error), close the container and move it into place. Always call it."""
+        if self.report.finalised:
+            return
+        self.report.finalised = True
+        try:
+            if self._writer is not None:
+                try:
+                    for pkt in self._writer.flush():
+                        self._out.mux(pkt)
+                finally:
+                    if self._copier:
+                        self._copier.pump(None if error is None else self._last_end_s)
+                        self.report.audio_packets = self._copier.packets
+        finally:
+            try:
+                self._out.close()
+            finally:
+                if self._copier:
+                    self._copier.close()
+                if self.report.frames:
+                    os.replace(self.tmp, self.path)
+                else:
+                    self.tmp.unlink(missing_ok=True)
+                    self.report.notes.append("no frame was written: no output file")
+
+
+class NetworkSink:
+    """Streams H.264 (libx264, zero-latency tuning) to an RTSP server (rtsp://) or an RTMP server
+    (rtmp://, FLV).
+
+    PyAV holds the GIL while it opens a network output and ignores timeouts there, so an
+    unreachable server would freeze the whole process: a plain TCP connection with a timeout is
+    tried first, and an unreachable server is an InputError before FFmpeg is involved.
+    """
+
+    def __init__(self, url: str, info: VideoInfo, settings: EncodeSettings, *, transport: str = "udp",
+                 connect_timeout_s: float = 3.0) -> None:
+        u = urlparse(url)
+        scheme = u.scheme.lower()
+        if scheme not in ("rtsp", "rtmp"):
+            raise InputError(f"cannot stream to {scheme}:// (use rtsp:// or rtmp://)")
+        port = u.port or (554 if scheme == "rtsp" else 1935)
+        if not u.hostname:
+            raise InputError(f"no host in {url}")
+        try:
+            socket.create_connection((u.hostname, port), timeout=connect_timeout_s).close()
+        except OSError as exc:
+            raise InputError(f"cannot reach the {scheme.upper()} server at {u.hostname}:{port} "
+                             f"({exc.strerror or exc}); start it or fix the URL") from None
+        opts = {"rtsp_transport": transport} if scheme == "rtsp" else {}
+        fmt = "rtsp" if scheme == "rtsp" else "flv"
+        try:
+            self._out = av.open(url, "w", format=fmt, options=opts)
+        except av.error.FFmpegError as exc:
+            raise InputError(f"cannot stream to {url}: {exc}") from None
+        self.url, self.info, self.settings = url, info, settings
+        self._stream: Any = None
+        self._pts0: int | None = None
+        self._last = -1
+        self.report = SinkReport(url, "x264")
+
+    def _open_stream(self, frame: Frame) -> None:
+        fps = _fps_hint(self.info)
+        s = self._out.add_stream("libx264", rate=fps)
+        s.width, s.height = frame.width + frame.width % 2, frame.height + frame.height % 2
+        s.pix_fmt = "yuv420p"
+        s.time_base = frame.time_base
+        s.codec_context.time_base = frame.time_base
+        gop = self.settings.gop or max(1, int(round(float(fps))))
+        s.codec_context.options = {"preset": self.settings.preset, "tune": "zerolatency",
+                                   "crf": str(self.settings.crf), "g": str(gop), "bf": "0"}
+        self._stream = s
+
+    def write(self, frame: Frame) -> None:
+        if self._stream is None:
+            self._open_stream(frame)
+            self._pts0 = frame.pts
+        pts = max(frame.pts - (self._pts0 or 0), self._last + 1)
+        self._last = pts
+        vf = av.VideoFrame.from_ndarray(pad_even(frame.image).cpu().numpy(), format="rgb24")
+        vf.pts, vf.time_base = pts, frame.time_base
+        for pkt in self._stream.encode(vf):
+            self._out.mux(pkt)
+        self.report.frames += 1
+
+    def close(self, error: BaseException | None = None) -> None:
+        if self.report.finalised:
+            return
+        self.report.finalised = True
+        try:
+            if self._stream is not None:
+                for pkt in self._stream.encode(None):
+                    self._out.mux(pkt)
+        finally:
+            self._out.close()
+
+
+def display_problem(env: dict[str, str] | None = None, build_info: str | None = None,
+                    platform: str | None = None) -> str | None:
+    """Why a preview window cannot be shown here (None if it can)."""
+    env = dict(os.environ) if env is None else env
+    platform = platform or sys.platform
+    if platform.startswith("linux") and not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")):
+        return "no display (DISPLAY and WAYLAND_DISPLAY are unset; run it on a desktop or over ssh -X)"
+    if build_info is None:
+        import cv2
+
+        build_info = cv2.getBuildInformation()
+    for line in build_info.splitlines():
+        key, _, value = line.strip().partition(":")
+        if key.strip() == "GUI" and value.strip().upper() in ("NONE", ""):
+            return ("OpenCV has no GUI support (opencv-python-headless is installed; "
+                    "install opencv-python for a preview window)")
+    return None
+
+
+class PreviewSink:
+    """Shows frames in a window (OpenCV). Closing the window or pressing q/Esc stops the pipeline
+    cleanly. InputError at construction where no window can be shown."""
+
+    def __init__(self, title: str = "streamswap") -> None:
+        why = display_problem()
+        if why:
+            raise InputError(f"cannot open a preview window: {why}")
+        import cv2
+
+        self._cv2 = cv2
+        self.title = title
+        cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+        self.report = SinkReport("preview", "window")
+
+    def write(self, frame: Frame) -> None:
+        cv2 = self._cv2
+        cv2.imshow(self.title, frame.image.cpu().numpy()[:, :, ::-1])
+        key = cv2.waitKey(1) & 0xFF
+        if key in (27, ord("q")) or cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:
+            raise StopPipeline
+        self.report.frames += 1
+
+    def close(self, error: BaseException | None = None) -> None:
+        try:
+            self._cv2.destroyWindow(self.title)
+        except Exception:  # noqa: BLE001 - the window may already be gone
+            pass
