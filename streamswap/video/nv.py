@@ -143,31 +143,30 @@ def choose_encoder(requested: str, *, device: torch.device, gpu: GpuProbe) -> Ba
 # --- NVDEC ---------------------------------------------------------------------------------------
 
 class NvDecoder:
-    """Decode a local file with NVDEC into NV12 CUDA tensors, in display order.
+    """Decode a local file with NVDEC into NV12 tensors, in display order.
 
-    Yields (nv12, pts) with nv12 (H * 3 // 2, W) uint8 on `cuda:gpu_id` (a copy, safe to keep)
-    and pts in the stream's time base (None if the decoder did not report one).
+    Yields (nv12, pts): nv12 is (H * 3 // 2, W) uint8 on `device` (a copy, safe to keep), pts in
+    the stream's time base (None if the decoder did not report one).
     """
 
-    def __init__(self, path: str, gpu_id: int = 0, nvc: ModuleType | None = None) -> None:
+    def __init__(self, path: str, device: torch.device, nvc: ModuleType | None = None) -> None:
         if nvc is None:
             nvc, why = import_nvcodec()
             if nvc is None:
                 raise InputError(why)
-        self._nvc = nvc
-        self._gpu_id = gpu_id
+        self._device = device
+        gpu_id = (device.index or 0) if device.type == "cuda" else 0
         self._demuxer = nvc.CreateDemuxer(filename=path)
         self._decoder = nvc.CreateDecoder(gpuid=gpu_id, codec=self._demuxer.GetNvCodecId(),
                                           cudacontext=0, cudastream=0, usedevicememory=True)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int | None]]:
-        device = torch.device("cuda", self._gpu_id)
+        cuda = self._device.type == "cuda"
         for packet in self._demuxer:
             for frame in self._decoder.Decode(packet):
-                view = torch.from_dlpack(frame)
-                nv12 = view.to(device).clone()
-                # the decoder reuses its surfaces: finish the copy before asking for the next frame
-                torch.cuda.current_stream(device).synchronize()
+                nv12 = torch.from_dlpack(frame).to(self._device).clone()
+                if cuda:  # the decoder reuses its surfaces: finish the copy before the next frame
+                    torch.cuda.current_stream(self._device).synchronize()
                 pts = getattr(frame, "timestamp", None)
                 yield nv12, (int(pts) if pts is not None else None)
 

@@ -256,8 +256,7 @@ class NvDecFileSource(VideoSource):
         super().__init__()
         self.spec, self.choice, self.info, self._opt = path, choice, info, options
         self._device = torch.device(options.device)
-        gpu_id = self._device.index or 0
-        self._decoder = NvDecoder(path, gpu_id=gpu_id, nvc=nvc)  # type: ignore[arg-type]
+        self._decoder = NvDecoder(path, self._device, nvc=nvc)  # type: ignore[arg-type]
         self._pts_list: list[int] | None = None
 
     def _fallback_pts(self, i: int) -> int | None:
@@ -281,7 +280,7 @@ class NvDecFileSource(VideoSource):
             if pacer:
                 pacer.wait(float(pts * tb))
             rgb = nv12_to_rgb(nv12, h, w, matrix=self.info.colorspace, full_range=self.info.full_range)
-            yield Frame(self.frames_read, pts, tb, _rotate(rgb, rot).to(self._device))
+            yield Frame(self.frames_read, pts, tb, _rotate(rgb, rot))
             self.frames_read += 1
 
 

@@ -1,0 +1,130 @@
+"""A live round trip on loopback: publish a shared video to a local RTSP server (Debian's
+rtsp-server-perl) with the RTSP sink, read it back with the live source, check frames arrive in
+order with bounded latency."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from streamswap.errors import InputError
+from streamswap.stream import Graph, Sink, Source, Stage, StopPipeline
+from streamswap.video.sinks import EncodeSettings, NetworkSink
+from streamswap.video.sources import SourceOptions, open_source
+
+SERVER = shutil.which("rtsp-server-perl")
+BITS, BLOCK = 12, 32  # frame index written as a row of 32x32 black/white blocks
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def rtsp_server():
+    """A fresh server per test (a bad publish request can take it down), on free ports."""
+    if SERVER is None:
+        pytest.skip("rtsp-server-perl is not installed (apt-get install rtsp-server-perl)")
+    client, source = _free_port(), _free_port()
+    proc = subprocess.Popen([SERVER, "--clientport", str(client), "--serverport", str(source),
+                             "--client_listen_address", "127.0.0.1", "--source_listen_address", "127.0.0.1",
+                             "--rtp_start_port", str(20000 + source % 20000)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", source), timeout=0.2).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.fail("rtsp-server-perl did not start")
+            time.sleep(0.05)
+    yield client, source
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _stamp(frame):
+    img = frame.image.clone()
+    for b in range(BITS):
+        img[:BLOCK, b * BLOCK:(b + 1) * BLOCK] = 255 if (frame.index >> b) & 1 else 0
+    return frame.with_image(img)
+
+
+def _read_stamp(img) -> int:
+    m = BLOCK // 4
+    return sum(1 << b for b in range(BITS)
+               if img[m:BLOCK - m, b * BLOCK + m:(b + 1) * BLOCK - m].float().mean() > 128)
+
+
+def test_rtsp_round_trip_delivers_frames_in_order_with_low_latency(rtsp_server, shared_data):
+    client_port, source_port = rtsp_server
+    published: dict[int, float] = {}
+
+    def stamp(batch):
+        out = [_stamp(f) for f in batch]
+        for f in batch:
+            published[f.index] = time.monotonic()
+        return out
+
+    src = open_source(shared_data / "videos" / "nggyup.mp4", SourceOptions(pace=True, max_frames=150))
+    sink = NetworkSink(f"rtsp://127.0.0.1:{source_port}/live", src.info, EncodeSettings(preset="ultrafast"))
+    publisher = Graph(Source("decode", src, src.close), [Stage("stamp", stamp)],
+                      Sink("publish", sink.write, sink.close))
+    pub_thread = threading.Thread(target=publisher.run, daemon=True)
+    pub_thread.start()
+    while len(published) < 10:
+        time.sleep(0.02)
+
+    live = open_source(f"rtsp://127.0.0.1:{client_port}/live",
+                       SourceOptions(transport="udp", read_timeout_s=2, reconnect=0))
+    assert live.live and (live.info.width, live.info.height) == (1280, 720)
+    received: list[tuple[int, float]] = []
+
+    def collect(frame):
+        received.append((_read_stamp(frame.image), time.monotonic()))
+        if received[-1][0] >= 140:
+            raise StopPipeline
+
+    reader = Graph(Source("rtsp", live, live.close), [], Sink("show", collect, queue_size=2), mode="live")
+    watchdog = threading.Timer(20, reader.interrupt)
+    watchdog.start()
+    stats = reader.run()
+    watchdog.cancel()
+    pub_thread.join(10)
+
+    assert stats.state == "stopped"
+    indices = [i for i, _ in received]
+    assert indices == sorted(indices) and len(set(indices)) == len(indices)
+    assert len(received) >= 0.8 * (140 - indices[0])  # few lost on loopback
+    latency = np.array([t - published[i] for i, t in received])
+    assert np.median(latency) < 0.3 and latency.max() < 1.0
+
+
+def test_rtsp_sink_refuses_an_unreachable_server_quickly(shared_data):
+    src = open_source(shared_data / "videos" / "dance.mp4")
+    src.close()
+    t0 = time.monotonic()
+    with pytest.raises(InputError, match="cannot reach the RTSP server at 127.0.0.1:"):
+        NetworkSink(f"rtsp://127.0.0.1:{_free_port()}/x", src.info, EncodeSettings(), connect_timeout_s=1)
+    assert time.monotonic() - t0 < 2
+
+
+def test_live_source_retries_with_back_off_then_gives_up():
+    opts = SourceOptions(reconnect=2, backoff_s=0.1, backoff_max_s=1.0, open_timeout_s=1)
+    t0 = time.monotonic()
+    with pytest.raises(InputError, match=r"cannot open rtsp://127\.0\.0\.1:\d+/x after 3 attempt\(s\)"):
+        open_source(f"rtsp://127.0.0.1:{_free_port()}/x", opts)
+    assert 0.3 <= time.monotonic() - t0 < 5  # waited 0.1 + 0.2 s between the attempts
