@@ -23,8 +23,9 @@ from streamswap.models.aei_net import AEINet, AEINetConfig
 from streamswap.models.arcface import IResNet
 from streamswap.models.awl_fan import FAN
 from streamswap.models.discriminator import MultiscaleDiscriminator
-from streamswap.models.inference import InferenceSettings, prepare_generator, run_generator
-from streamswap.models.sr import SRGenerator, set_sr_mode
+from streamswap.models.inference import (InferenceSettings, prepare_generator, prepare_identity,
+                                        prepare_sr, run_generator)
+from streamswap.models.sr import SRGenerator
 from streamswap.models.weights import MODEL_BUILDS, describe_model
 
 BUILDERS: dict[str, Callable[[], nn.Module]] = {
@@ -93,7 +94,7 @@ def test_aei_net_matches_reference_outputs(golden_dir, blocks, aei_1block_golden
 
 
 def test_iresnet100_matches_reference_embeddings(golden_dir):
-    net = golden_module(BUILDERS["iresnet100"], load_manifest(golden_dir, "iresnet100")).eval()
+    net = prepare_identity(golden_module(BUILDERS["iresnet100"], load_manifest(golden_dir, "iresnet100")))
     d = io(golden_dir, "iresnet100")
     with torch.no_grad():
         y = net(torch.from_numpy(d["x"])).numpy()
@@ -119,8 +120,9 @@ def fresh_sr(state: dict[str, torch.Tensor]) -> SRGenerator:
     return net
 
 
-def test_sr_reference_mode_matches_ghost_train_mode_output(golden_dir, sr_golden_state):
-    net = set_sr_mode(fresh_sr(sr_golden_state), "reference")
+def test_sr_default_reference_mode_matches_ghost_train_mode_output(golden_dir, sr_golden_state):
+    net = prepare_sr(fresh_sr(sr_golden_state), "cpu")  # default mode: "reference"
+    assert net.training
     u_before = net.head_0.conv_0.weight_u.clone()
     d = io(golden_dir, "sr_lipspade")
     with torch.inference_mode():
@@ -131,7 +133,7 @@ def test_sr_reference_mode_matches_ghost_train_mode_output(golden_dir, sr_golden
 
 
 def test_sr_eval_mode_matches_ghost_eval_output_and_keeps_its_state(golden_dir, sr_golden_state):
-    net = set_sr_mode(fresh_sr(sr_golden_state), "eval")
+    net = prepare_sr(fresh_sr(sr_golden_state), "cpu", mode="eval")
     before = {k: v.clone() for k, v in net.state_dict().items()}
     d = io(golden_dir, "sr_lipspade")
     with torch.inference_mode():
@@ -139,6 +141,9 @@ def test_sr_eval_mode_matches_ghost_eval_output_and_keeps_its_state(golden_dir, 
     # (the fixture's eval output is saturated at +-1 everywhere: this pins signs only)
     assert max_abs(y, d["y_eval_mode"]) <= MAX_ABS
     assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    with torch.inference_mode():  # and each face is restored independently of its batch
+        alone = net(torch.from_numpy(d["x"][1:]))
+    assert torch.allclose(alone[0], y[1], atol=1e-5)
 
 
 def test_multiscale_discriminator_matches_reference_maps_full_resolution_first(golden_dir):

@@ -1,14 +1,16 @@
 """Preparing the AEI-Net generator for fast inference: device, precision, memory format, compile.
 
-Precision notes (measured on the golden fixtures, see tests/test_models_golden.py):
+Precision notes (measured on the golden fixtures, CPU emulation of fp16):
 - AEI-Net: every activation of the golden 2-block network stays below 4 in magnitude, far from
-  fp16's 65504; GHOST itself runs the whole generator in fp16. Running it in float16 on CPU
-  gives a max error of ~1.5e-2 on the [-1, 1] output; the AAD instance norms dominate it, so
-  they are kept in float32 (`FP32_MODULES`), which brings the error down (see `fp16_error`
-  in the report). bfloat16 is ~7x worse (~1e-1) and is not used by default.
+  fp16's 65504; GHOST itself runs the whole generator in fp16. The whole 1-block generator in
+  float16 is off the float32 output by at most 1.5e-2 (mean 8e-4) on the [-1, 1] scale; with
+  the AAD instance norms in float32 (`FP32_MODULES`) at most 9e-3 (mean 6e-4; one uint8
+  step is 2/255 = 7.8e-3). Keeping the identity fcs or whole AAD layers in float32 gains nothing more.
+  bfloat16 is ~7x worse (max 7e-2) and is never chosen automatically.
 - IResNet-100 (identity): with the golden weights activations pass 65504 from `layer3.18` on
   (up to 4e6 at `layer4`); insightface also runs its trunk in fp16 but the `fc` in float32.
   Identity embeddings are computed once per source, so `prepare_identity` keeps float32.
+- SR (LIP-SPADE): float32; `prepare_sr` picks GHOST's "reference" mode by default (sr.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import torch
 from torch import nn
 
 from streamswap.models.aei_net import AEINet, AEINetImage
+from streamswap.models.arcface import IResNet
+from streamswap.models.sr import SRGenerator, SRMode, set_sr_mode
 
 log = logging.getLogger(__name__)
 
@@ -52,29 +56,20 @@ class InferenceSettings:
         return getattr(torch, self.precision)
 
 
-def _to_float32(module: nn.Module, args: tuple) -> tuple:
+def _upcast(module: nn.Module, args: tuple) -> tuple:
     return tuple(a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
 
 
-def keep_float32(model: nn.Module, types: tuple[type[nn.Module], ...]) -> int:
-    """Make every submodule of `types` compute in float32 inside a reduced-precision model: its
-    parameters go to float32, its inputs are upcast and its output cast back to the dtype of its
-    first input. State_dict keys are unchanged (hooks, no wrappers). Returns how many modules."""
+def keep_float32(model: nn.Module, types: tuple[type[nn.Module], ...], dtype: torch.dtype) -> int:
+    """Make every submodule of `types` compute in float32 inside a model running in `dtype`:
+    its parameters go to float32, its inputs are upcast and its output cast back to `dtype`.
+    State_dict keys are unchanged (hooks, no wrappers). Returns how many modules."""
     count = 0
     for mod in model.modules():
         if isinstance(mod, types):
             mod.float()
-            dtypes: list[torch.dtype] = []
-
-            def pre(m: nn.Module, args: tuple, _d: list[torch.dtype] = dtypes) -> tuple:
-                _d[:] = [args[0].dtype]
-                return _to_float32(m, args)
-
-            def post(m: nn.Module, args: tuple, out: torch.Tensor, _d: list[torch.dtype] = dtypes) -> torch.Tensor:
-                return out.to(_d[0])
-
-            mod.register_forward_pre_hook(pre)
-            mod.register_forward_hook(post)
+            mod.register_forward_pre_hook(_upcast)
+            mod.register_forward_hook(lambda m, args, out: out.to(dtype))
             count += 1
     return count
 
@@ -90,7 +85,7 @@ def prepare_generator(net: AEINet, settings: InferenceSettings) -> nn.Module:
     dtype = settings.dtype()
     net = net.eval().requires_grad_(False).to(device=device, dtype=dtype)
     if dtype != torch.float32 and settings.fp32_modules:
-        n = keep_float32(net, settings.fp32_modules)
+        n = keep_float32(net, settings.fp32_modules, dtype)
         log.debug("generator in %s, %d modules kept in float32", dtype, n)
     if settings.channels_last:
         net = net.to(memory_format=torch.channels_last)
@@ -113,3 +108,17 @@ def run_generator(model: nn.Module | Callable[..., torch.Tensor], x_t: torch.Ten
         x = x_t.to(device=device, dtype=dtype, memory_format=fmt, non_blocking=True)
         z = z_id.to(device=device, dtype=dtype, non_blocking=True)
         return model(x, z).float()
+
+
+def prepare_identity(net: IResNet, device: str = "cpu") -> IResNet:
+    """The identity encoder for inference: eval, no grads, float32 on `device` (in place).
+    Input (B, 3, 112, 112) float32 RGB in [-1, 1] on `device`; output (B, 512) raw embeddings."""
+    return net.eval().requires_grad_(False).to(device=torch.device(device), dtype=torch.float32)
+
+
+def prepare_sr(net: SRGenerator, device: str = "cpu", mode: SRMode = "reference") -> SRGenerator:
+    """The face SR generator for inference: float32 on `device`, no grads, in `mode` (default
+    "reference" = GHOST's train-mode batch statistics; see sr.py). Input (B, 3, 256, 256) RGB in
+    [0, 1]; output in [-1, 1], which GHOST clamps to [0, 1]."""
+    net = net.requires_grad_(False).to(device=torch.device(device), dtype=torch.float32)
+    return set_sr_mode(net, mode)
