@@ -107,6 +107,48 @@ class FakeSCRFD(nn.Module):
         return (*scores, *boxes, *kps)
 
 
+class FakeSCRFDHeavy(nn.Module):
+    """SCRFD's signature with roughly scrfd_10g's compute (~10 GFLOPs at 640x640: a plain
+    3x3-conv backbone to strides 8/16/32 and 3x3 heads) and random weights. For timing only:
+    its score heads are biased far below any threshold, so it finds nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(4)
+
+        def block(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, 2, 1), nn.ReLU(), nn.Conv2d(cout, cout, 3, 1, 1), nn.ReLU())
+
+        self.stem = nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1), nn.ReLU(), block(32, 64))  # stride 4
+        self.s8, self.s16, self.s32 = block(64, 128), block(128, 256), block(256, 256)
+        self.neck = nn.ModuleList(nn.Conv2d(c, 64, 1) for c in (128, 256, 256))
+        self.head = nn.ModuleList(nn.Sequential(nn.Conv2d(64, 64, 3, 1, 1), nn.ReLU()) for _ in STRIDES)
+        self.out = nn.ModuleList(nn.ModuleList(nn.Conv2d(64, ANCHORS * c, 3, 1, 1) for c in (1, 4, 10))
+                                 for _ in STRIDES)
+        with torch.no_grad():
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    m.weight.copy_(torch.randn(m.weight.shape, generator=g) / math.sqrt(m.weight[0].numel()))
+                    m.bias.copy_(0.01 * torch.randn(m.bias.shape, generator=g))
+            for o in self.out:
+                o[0].bias -= 20.0
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        f8 = self.s8(self.stem(x))
+        f16 = self.s16(f8)
+        f32 = self.s32(f16)
+        p32 = self.neck[2](f32)
+        p16 = self.neck[1](f16) + F.interpolate(p32, scale_factor=2.0, mode="nearest")
+        p8 = self.neck[0](f8) + F.interpolate(p16, scale_factor=2.0, mode="nearest")
+        scores, boxes, kps = [], [], []
+        for i, p in enumerate((p8, p16, p32)):
+            h = self.head[i](p)
+            scores.append(torch.sigmoid(self.out[i][0](h)).permute(0, 2, 3, 1).reshape(-1, 1))
+            boxes.append(self.out[i][1](h).permute(0, 2, 3, 1).reshape(-1, 4))
+            kps.append(self.out[i][2](h).permute(0, 2, 3, 1).reshape(-1, 10))
+        return (*scores, *boxes, *kps)
+
+
 def _mean_shape_106() -> torch.Tensor:
     """A face-like spread of 106 points in [-0.75, 0.75] (an ellipse of rings)."""
     t = torch.arange(106, dtype=torch.float32)
@@ -160,8 +202,10 @@ def scrfd_output_names() -> list[str]:
     return [f"{kind}_{s}" for kind in ("score", "bbox", "kps") for s in STRIDES]
 
 
-def export_fake_scrfd(path: Path, hard_batch: bool = False) -> Path:
-    return _export(FakeSCRFD(hard_batch), (1, 3, 640, 640), path, scrfd_output_names())
+def export_fake_scrfd(path: Path, hard_batch: bool = False, heavy: bool = False) -> Path:
+    """heavy: the timing variant with scrfd_10g-like compute (finds no faces)."""
+    module = FakeSCRFDHeavy() if heavy else FakeSCRFD(hard_batch)
+    return _export(module, (1, 3, 640, 640), path, scrfd_output_names())
 
 
 def export_fake_2d106(path: Path, hard_batch: bool = False, mxnet_style_names: bool = False) -> Path:
@@ -186,3 +230,20 @@ def rng_image(h: int, w: int, seed: int = 0) -> np.ndarray:
     import cv2
 
     return np.clip(cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
+
+
+def sample_video_frames(path: Path, count: int) -> torch.Tensor:
+    """`count` frames spread evenly over a video (PyAV) -> (count, 3, H, W) uint8 RGB."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        total = stream.frames
+        wanted = {int(i) for i in np.linspace(0, total - 1, count).round()}
+        frames = []
+        for i, frame in enumerate(container.decode(stream)):
+            if i in wanted:
+                frames.append(torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1))
+            if len(frames) == len(wanted):
+                break
+    return torch.stack(frames)

@@ -81,11 +81,16 @@ def letterbox(frames: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor
     and det_scale (detector pixels per frame pixel). Stays on the frames' device."""
     n, _, h, w = frames.shape
     new_h, new_w, scale = letterbox_geometry(h, w, size)
-    x = frames.float()
+    x = frames
     if (new_h, new_w) != (h, w):
-        # cv2.resize INTER_LINEAR semantics (half-pixel centres, no antialias), rounded to uint8
-        # levels as cv2 returns them (within 1 grey level of cv2's fixed-point result)
-        x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False).round_().clamp_(0, 255)
+        # cv2.resize INTER_LINEAR semantics (half-pixel centres, no antialias) at uint8 levels, as
+        # cv2 returns them: within 1 grey level of cv2's fixed-point result. On CPU torch resizes
+        # uint8 directly (channels-last: ~10x faster than via float); elsewhere via float.
+        if frames.device.type == "cpu":
+            x = F.interpolate(frames.contiguous(memory_format=torch.channels_last), size=(new_h, new_w),
+                              mode="bilinear", align_corners=False)
+        else:
+            x = F.interpolate(frames.float(), size=(new_h, new_w), mode="bilinear", align_corners=False).round_()
     blob = torch.zeros((n, 3, size[1], size[0]), dtype=torch.float32, device=frames.device)
     blob[:, :, :new_h, :new_w] = x
     return (blob - 127.5) / 128.0, scale

@@ -24,6 +24,9 @@ from streamswap.faces.records import FaceBatch
 LANDMARKS_68 = "shape_predictor_68_face_landmarks.dat"
 DESCRIPTOR = "dlib_face_recognition_resnet_model_v1.dat"
 LITE_INSTALL = "pip install dlib-bin face-recognition-models"
+# dlib's rule "same person when the descriptors are < 0.6 apart", on its descriptors of norm ~1.45,
+# is about this cosine on the normalised ones (GHOST's 0.15 is for ArcFace embeddings)
+LITE_MATCH_THRESHOLD = 0.92
 
 
 def _dlib() -> Any:

@@ -83,7 +83,7 @@ def check_signature(model: Any, signature: OnnxSignature, path: str | Path) -> N
     initializers = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in initializers]
     outputs = list(model.graph.output)
-    where = f"{path} is not a {signature.kind} model"
+    where = f"{path} is not the expected {signature.kind}"
     if len(inputs) != 1:
         raise ModelError(f"{where}: it has {len(inputs)} inputs, expected 1")
     in_dims = _dims(inputs[0])
@@ -248,13 +248,15 @@ class TorchRunner(_RunnerBase):
         except Exception as exc:  # noqa: BLE001 - any converter failure means this model cannot run here
             raise ModelError(f"onnx2torch cannot convert this model ({exc}); use the onnxruntime runtime") from exc
         self.dtype = torch.float16 if fp16 else torch.float32
-        self.module = module.to(device=device, dtype=self.dtype).eval()
+        # channels-last: faster convolutions with oneDNN on CPU and tensor cores on CUDA
+        self.module = module.to(device=device, dtype=self.dtype, memory_format=torch.channels_last).eval()
         self.device = device
         self.provider = f"torch:{device}{':fp16' if fp16 else ''}"
 
     def _run(self, x: torch.Tensor, quiet: bool = False) -> list[torch.Tensor]:
+        x = x.to(device=self.device, dtype=self.dtype).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            out = self.module(x.to(device=self.device, dtype=self.dtype))
+            out = self.module(x)
         outs = list(out) if isinstance(out, (tuple, list)) else [out]
         return [o.float() for o in outs]
 
