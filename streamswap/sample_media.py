@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -39,18 +38,6 @@ def shipped_image(name: str) -> Path:
     return path
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """An image file as (H, W, 3) uint8 RGB; `InputError` if it cannot be read as an image."""
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            frame = next(container.decode(video=0))
-            return frame.to_ndarray(format="rgb24")
-    except (av.error.FFmpegError, StopIteration, OSError) as exc:
-        raise InputError(f"cannot read {path} as an image ({exc}); give a JPEG or PNG file") from exc
-
-
 @dataclass(frozen=True)
 class PanZoom:
     """A slow camera move over a still: `seconds` at `fps`, output `size` (W, H), zooming from
@@ -62,13 +49,14 @@ class PanZoom:
     zoom: float = 1.35
 
 
-def pan_zoom_frames(image: np.ndarray, move: PanZoom = PanZoom()) -> Iterator[torch.Tensor]:
-    """Yield frames of `move` over `image` ((H, W, 3) uint8 RGB): each (h, w, 3) uint8 RGB, on the CPU.
+def pan_zoom_frames(image: torch.Tensor, move: PanZoom = PanZoom()) -> Iterator[torch.Tensor]:
+    """Yield frames of `move` over `image` ((1, 3, H, W) uint8 RGB, as `read_image` gives): each
+    (h, w, 3) uint8 RGB (the `Frame` layout), on the image's device.
 
     The window keeps the output's aspect ratio and stays inside the picture.
     """
-    src = torch.from_numpy(image).permute(2, 0, 1)[None].float()
-    ih, iw = image.shape[:2]
+    src = image.float()
+    ih, iw = image.shape[-2:]
     ow, oh = move.size
     base_w = min(iw, ih * ow / oh)  # largest window of the output's aspect ratio
     n = max(1, round(move.seconds * move.fps))
