@@ -1,0 +1,336 @@
+"""GHOST's landmark-adaptive face masks, on batches of tensors, with temporal hysteresis.
+
+How much of the generated crop is pasted depends on how the generated face's contour sits
+against the target's (dense landmarks of both 224 crops):
+
+    offset = max(sum_{i in left} (gen[i].x - tgt[i].x), sum_{i in right} (tgt[i].x - gen[i].x))
+
+with `left` contour points on the image-left side and `right` ones on the image-right side. A
+positive offset means the generated contour lies inside the target's (the generated face is
+narrower): the mask shrinks and blurs more, so the target's own cheeks show. A negative one (the
+generated face is wider) grows the mask so it carries the generated head shape. GHOST-SPEC.md
+calls positive "wider"; its index lists and rules say otherwise (2d106 points 1..16 run down the
+image-left jaw, as iBUG 0..7 do), and ARCHITECTURE.md's "narrower -> smaller mask" agrees.
+
+Levels (GHOST's rules): offset < -3 -> dilate 5, sigma (5, 10), brows x0.5; -3..3 -> erode 5,
+sigma (5, 5), brows x2; 3..6 -> erode 10, sigma (10, 8), brows x2; > 6 -> erode 15, sigma
+(15, 10), brows x2.7. The mask: eyebrows pushed away from the eyes (brow += mod * 0.5 * (brow -
+eye_top)), the convex hull of all points filled, eroded or dilated with a square kernel, a border
+of 2 * sigma_y zeroed, Gaussian-blurred; values in [0, 1].
+
+GHOST picks the level once per face segment; here a level changes only after
+`hysteresis_frames` frames in a row ask for the same new level with the offset at least
+`margin` px past the threshold, so the border does not flicker while the offset hovers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from kornia.filters import gaussian_blur2d
+
+from streamswap.errors import InputError
+
+
+@dataclass(frozen=True)
+class LandmarkScheme:
+    """Which landmark indices the mask rules use, for one landmark layout.
+
+    left / right: contour points on the image-left / image-right side of the jaw (offset);
+    eye_top / brows: paired lists, each brow point pushed away from its eye-top point.
+    """
+
+    name: str
+    n_points: int
+    left: tuple[int, ...]
+    right: tuple[int, ...]
+    eye_top: tuple[int, ...]
+    brows: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.eye_top) != len(self.brows):
+            raise ValueError(f"{self.name}: eye_top and brows must pair up")
+        if max(self.left + self.right + self.eye_top + self.brows) >= self.n_points:
+            raise ValueError(f"{self.name}: an index exceeds {self.n_points} points")
+
+
+# insightface 2d106, as GHOST uses it
+GHOST_106 = LandmarkScheme(
+    "2d106", 106, left=(1, 2, 13), right=(17, 18, 29),
+    eye_top=(35, 41, 40, 42, 39, 89, 95, 94, 96, 93), brows=(43, 48, 49, 51, 50, 102, 103, 104, 105, 101))
+# iBUG 68 (dlib): the jaw points at the heights of 2d106's 1, 2, 13 (and mirrored); each brow
+# point paired with the eye-lid point below it (36-39 / 42-45 are the image-left / -right eye)
+IBUG_68 = LandmarkScheme(
+    "ibug68", 68, left=(0, 4, 2), right=(16, 12, 14),
+    eye_top=(36, 37, 37, 38, 39, 42, 43, 44, 44, 45), brows=(17, 18, 19, 20, 21, 22, 23, 24, 25, 26))
+
+
+@dataclass(frozen=True)
+class MaskLevel:
+    """erode: square kernel side px (negative: dilate); sigma_x, sigma_y: blur; brow_mod: brow expansion."""
+
+    erode: int
+    sigma_x: float
+    sigma_y: float
+    brow_mod: float
+
+
+LEVELS = (MaskLevel(-5, 5, 10, 0.5), MaskLevel(5, 5, 5, 2.0), MaskLevel(10, 10, 8, 2.0), MaskLevel(15, 15, 10, 2.7))
+THRESHOLDS = (-3.0, 3.0, 6.0)  # level = how many of these the offset passes (>= -3, > 3, > 6)
+
+
+@dataclass(frozen=True)
+class MaskSettings:
+    """scheme: the landmark layout; size: crop side px (GHOST: 224); hysteresis_frames: frames
+    in a row that must agree before a face's level changes (1 = none); margin: px the offset must
+    pass a threshold by to count."""
+
+    scheme: LandmarkScheme = GHOST_106
+    size: int = 224
+    hysteresis_frames: int = 5
+    margin: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.hysteresis_frames < 1 or self.margin < 0 or self.size < 16:
+            raise InputError("mask settings: hysteresis_frames >= 1, margin >= 0 and size >= 16 are required")
+
+
+# ----------------------------------------------------------------------------- parameters
+
+
+def landmark_offset(gen: torch.Tensor, tgt: torch.Tensor, scheme: LandmarkScheme) -> torch.Tensor:
+    """GHOST's width offset px. gen, tgt: (B, L, 2) crop pixels -> (B,) float (positive: the
+    generated contour lies inside the target's)."""
+    left = (gen[:, list(scheme.left), 0] - tgt[:, list(scheme.left), 0]).sum(1)
+    right = (tgt[:, list(scheme.right), 0] - gen[:, list(scheme.right), 0]).sum(1)
+    return torch.maximum(left, right)
+
+
+def offset_level(offset: torch.Tensor, current: torch.Tensor | None = None, margin: float = 0.0) -> torch.Tensor:
+    """Level index 0..3 (into LEVELS) for each offset (B,). With `current` (B,) levels, each
+    threshold is moved `margin` px away from the current level (a dead band)."""
+    thr = torch.tensor(THRESHOLDS, dtype=torch.float32, device=offset.device)
+    off = offset.float()[:, None]
+    if current is None:
+        shift = torch.zeros(1, 3, device=offset.device)
+    else:  # threshold i separates levels i and i + 1
+        above = torch.arange(3, device=offset.device)[None] >= current[:, None]
+        shift = torch.where(above, margin, -margin)
+    bound = thr[None] + shift
+    passed = torch.cat([off >= bound[:, :1], off > bound[:, 1:]], dim=1)  # GHOST: < -3, > 3, > 6
+    return passed.sum(1)
+
+
+class LevelHysteresis:
+    """Per-face mask levels that change only after `frames` frames in a row ask for the same new
+    level (with the offset past the threshold by `margin`). Keys are track ids.
+
+    update(keys, offsets (B,)) -> levels (B,) int64 on the offsets' device; rows are taken in
+    order, so one batch may hold several frames of a face. A new key takes its level at once.
+    """
+
+    def __init__(self, frames: int = 5, margin: float = 0.5) -> None:
+        self.frames = frames
+        self.margin = margin
+        self._state: dict[int, tuple[int, int, int]] = {}  # key -> (level, candidate, run)
+
+    def update(self, keys: Sequence[int], offsets: torch.Tensor) -> torch.Tensor:
+        offsets = offsets.detach().float()
+        plain = offset_level(offsets).tolist()
+        out = []
+        for i, key in enumerate(keys):
+            if key not in self._state:
+                self._state[key] = (plain[i], plain[i], 0)
+                out.append(plain[i])
+                continue
+            level, candidate, run = self._state[key]
+            wanted = int(offset_level(offsets[i:i + 1], torch.tensor([level], device=offsets.device), self.margin)[0])
+            if wanted == level:
+                candidate, run = level, 0
+            elif wanted == candidate:
+                run += 1
+            else:
+                candidate, run = wanted, 1
+            if run >= self.frames:
+                level, run = candidate, 0
+            self._state[key] = (level, candidate, run)
+            out.append(level)
+        return torch.tensor(out, dtype=torch.int64, device=offsets.device)
+
+    def forget(self, keys: Sequence[int]) -> None:
+        """Drop ended tracks."""
+        for key in keys:
+            self._state.pop(key, None)
+
+
+# ----------------------------------------------------------------------------- raster
+
+
+def expand_brows(points: torch.Tensor, mod: torch.Tensor, scheme: LandmarkScheme) -> torch.Tensor:
+    """Push the brow points away from the eyes: brow += mod * 0.5 * (brow - eye_top).
+    points (B, L, 2); mod (B,). Returns a new (B, L, 2)."""
+    out = points.clone()
+    brows, eyes = list(scheme.brows), list(scheme.eye_top)
+    out[:, brows] = points[:, brows] + mod.to(points.dtype)[:, None, None] * 0.5 * (points[:, brows] - points[:, eyes])
+    return out
+
+
+def hull_edges(points: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+    """Edges of the convex hull of each point set, without a sequential hull algorithm.
+
+    points (B, L, 2). For each point i, the candidate edge goes to the point j seen furthest
+    clockwise from i (angles measured from the direction to the centroid); it is a hull edge
+    when no point lies on its outer side. Returns (start (B, E, 2), direction (B, E, 2)) with
+    E <= L; unused rows have direction 0 and always pass `inside` tests.
+    """
+    p = points.double()
+    b, n, _ = p.shape
+    d = p[:, None, :, :] - p[:, :, None, :]  # (B, i, j, 2): i -> j
+    ref = p.mean(1, keepdim=True) - p  # i -> centroid
+    ang = torch.atan2(ref[..., 0:1] * d[..., 1] - ref[..., 1:2] * d[..., 0], (ref[..., None, :] * d).sum(-1))
+    length = d.norm(dim=-1)
+    ang = torch.where(length > eps, ang, torch.full_like(ang, float("inf")))  # ignore i itself and duplicates
+    # among equal angles (collinear points) take the furthest j, so the edge spans the whole side
+    key = ang - 1e-9 * length / length.amax(dim=(1, 2), keepdim=True).clamp_min(eps)
+    j = key.argmin(dim=2)  # (B, L)
+    direction = torch.gather(d, 2, j[..., None, None].expand(b, n, 1, 2))[:, :, 0]
+    rel = p[:, None, :, :] - p[:, :, None, :]  # (B, i, k, 2): i -> k
+    cross = direction[:, :, None, 0] * rel[..., 1] - direction[:, :, None, 1] * rel[..., 0]
+    scale = direction.norm(dim=-1, keepdim=True).clamp_min(eps) * length.amax(dim=(1, 2))[:, None, None].clamp_min(eps)
+    valid = (cross / scale >= -1e-9).all(dim=2) & (direction.norm(dim=-1) > eps)
+    # compact: valid edges first, as many rows as the batch's largest hull
+    order = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)
+    e = int(valid.sum(1).max().clamp_min(1))
+    order = order[:, :e]
+    start = torch.gather(p, 1, order[..., None].expand(b, e, 2))
+    direction = torch.gather(direction, 1, order[..., None].expand(b, e, 2))
+    keep = torch.gather(valid, 1, order)
+    direction = torch.where(keep[..., None], direction, torch.zeros_like(direction))
+    return start, direction
+
+
+def hull_mask(points: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Filled convex hulls rasterised on a pixel grid, as cv2.fillConvexPoly does: pixel centres
+    at integer coordinates; a pixel is inside when its centre is inside every hull edge's
+    half-plane, or within half a pixel of the edge along the edge's minor axis (the pixels a
+    line drawing of the edge would set). points (B, L, 2) px -> (B, 1, h, w) float32 {0, 1} on
+    the points' device. A degenerate set (fewer than 3 non-collinear points) is empty."""
+    h, w = size
+    start, direction = hull_edges(points)
+    dx, dy = direction[..., 0], direction[..., 1]  # (B, E)
+    # cross(direction, pixel - start) = a x + b y + c, >= -slack inside
+    a, b = -dy, dx
+    c = dy * start[..., 0] - dx * start[..., 1] + 0.5 * torch.maximum(dx.abs(), dy.abs())
+    # a convex polygon covers one run of pixels per row: each edge bounds x from one side
+    ys = torch.arange(h, device=points.device, dtype=torch.float64)[None, None, :]
+    rhs = -(b[..., None] * ys + c[..., None])  # a x >= rhs, (B, E, h)
+    inf = torch.full_like(rhs, float("inf"))
+    a3 = a[..., None].expand_as(rhs)
+    lower = torch.where(a3 > 0, rhs / a3.clamp_min(1e-300), -inf).amax(1)  # (B, h)
+    upper = torch.where(a3 < 0, rhs / a3.clamp_max(-1e-300), inf).amin(1)
+    row_ok = torch.where(a3 == 0, rhs <= 0, True).all(1)
+    xs = torch.arange(w, device=points.device, dtype=torch.float64)[None, None, :]
+    inside = (xs >= lower[..., None]) & (xs <= upper[..., None]) & row_ok[..., None]
+    has_hull = (direction.norm(dim=-1) > 0).sum(1) >= 3
+    inside &= has_hull[:, None, None]
+    return inside[:, None].float()
+
+
+def _window_pool(x: torch.Tensor, k: int, shrink: bool) -> torch.Tensor:
+    """Min (shrink) or max over a k x k window anchored as OpenCV's (centre k // 2); outside the
+    image counts as neutral, as cv2.erode/dilate's default border."""
+    a = k // 2
+    pad = (a, k - 1 - a)
+    value = 1.0 if shrink else 0.0  # masks are in [0, 1]
+    y = -x if shrink else x
+    y = F.pad(y, (*pad, 0, 0), value=-value if shrink else value)
+    y = F.max_pool2d(y, (1, k), stride=1)
+    y = F.pad(y, (0, 0, *pad), value=-value if shrink else value)
+    y = F.max_pool2d(y, (k, 1), stride=1)
+    return -y if shrink else y
+
+
+def erode_or_dilate(masks: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+    """Erode (size > 0) or dilate (size < 0) each (1, h, w) mask with a |size| square kernel.
+    masks (B, 1, h, w) float; sizes (B,) int. Faces sharing a size are done together."""
+    out = masks.clone()
+    for size in sizes.unique().tolist():
+        rows = sizes == size
+        if size != 0:
+            out[rows] = _window_pool(masks[rows], abs(int(size)), shrink=size > 0)
+    return out
+
+
+def zero_border(masks: torch.Tensor, widths: torch.Tensor) -> torch.Tensor:
+    """Set a border of `widths` (B,) px to 0 on all four sides of each (B, 1, h, w) mask."""
+    h, w = masks.shape[-2:]
+    ys = torch.arange(h, device=masks.device)[None, :, None]
+    xs = torch.arange(w, device=masks.device)[None, None, :]
+    wd = widths.to(masks.device)[:, None, None]
+    keep = (ys >= wd) & (ys < h - wd) & (xs >= wd) & (xs < w - wd)
+    return masks * keep[:, None].to(masks.dtype)
+
+
+def cv2_kernel_size(sigma: float) -> int:
+    """The Gaussian kernel side cv2.GaussianBlur picks for a uint8 image and ksize (0, 0)."""
+    return int(round(sigma * 3 * 2 + 1)) | 1
+
+
+def blur(masks: torch.Tensor, sigma_x: torch.Tensor, sigma_y: torch.Tensor) -> torch.Tensor:
+    """Gaussian blur with per-face sigmas (B,), kernel sizes as cv2 picks them, reflect-101
+    border (cv2's default). masks (B, 1, h, w) float."""
+    out = torch.empty_like(masks)
+    pairs = torch.stack([sigma_x, sigma_y], 1)
+    for sx, sy in pairs.unique(dim=0).tolist():
+        rows = (pairs == torch.tensor([sx, sy], device=pairs.device)).all(1)
+        sigma = torch.tensor([[sy, sx]], dtype=masks.dtype, device=masks.device)  # kornia: (y, x), shared
+        out[rows] = gaussian_blur2d(masks[rows], (cv2_kernel_size(sy), cv2_kernel_size(sx)), sigma,
+                                    border_type="reflect")
+    return out
+
+
+def adaptive_masks(gen_landmarks: torch.Tensor, levels: torch.Tensor, scheme: LandmarkScheme = GHOST_106,
+                   size: int | tuple[int, int] = 224) -> torch.Tensor:
+    """GHOST's masks for a batch of generated crops.
+
+    gen_landmarks: (B, L, 2) landmarks of the generated faces, crop pixels; levels: (B,) int
+    indices into LEVELS (from `offset_level` or `LevelHysteresis`). Returns (B, 1, h, w) float32
+    in [0, 1] on the landmarks' device.
+    """
+    if gen_landmarks.ndim != 3 or gen_landmarks.shape[1] != scheme.n_points:
+        raise InputError(f"mask: landmarks must be (B, {scheme.n_points}, 2) for the {scheme.name} scheme, "
+                         f"got {tuple(gen_landmarks.shape)}")
+    h, w = (size, size) if isinstance(size, int) else size
+    dev = gen_landmarks.device
+    table = torch.tensor([[lv.erode, lv.sigma_x, lv.sigma_y, lv.brow_mod] for lv in LEVELS], device=dev)
+    params = table[levels.to(dev)]
+    points = expand_brows(gen_landmarks.float(), params[:, 3], scheme)
+    masks = hull_mask(points, (h, w))
+    masks = erode_or_dilate(masks, params[:, 0].round().long())
+    masks = zero_border(masks, (2 * params[:, 2]).round().long())
+    return blur(masks, params[:, 1], params[:, 2]).clamp_(0.0, 1.0)
+
+
+class AdaptiveMasker:
+    """Masks for a stream of faces: offset -> level with hysteresis per track -> mask.
+
+    __call__(gen_landmarks (B, L, 2), tgt_landmarks (B, L, 2), keys: B track ids) ->
+    (masks (B, 1, S, S) float32 [0, 1], levels (B,) int64), on the landmarks' device.
+    """
+
+    def __init__(self, settings: MaskSettings = MaskSettings()) -> None:
+        self.settings = settings
+        self.hysteresis = LevelHysteresis(settings.hysteresis_frames, settings.margin)
+
+    def __call__(self, gen_landmarks: torch.Tensor, tgt_landmarks: torch.Tensor, keys: Sequence[int]
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        s = self.settings
+        offsets = landmark_offset(gen_landmarks.float(), tgt_landmarks.float(), s.scheme)
+        levels = self.hysteresis.update(keys, offsets).to(gen_landmarks.device)
+        return adaptive_masks(gen_landmarks, levels, s.scheme, s.size), levels
+
+    def forget(self, keys: Sequence[int]) -> None:
+        self.hysteresis.forget(keys)
