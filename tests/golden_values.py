@@ -5,6 +5,7 @@ A plain helper module (not a conftest) so tests and scripts can import it.
 
 from __future__ import annotations
 
+import functools
 import json
 import zlib
 from pathlib import Path
@@ -70,11 +71,17 @@ def golden_module(build, manifest: list[tuple[str, list[int], str]]) -> nn.Modul
     return module
 
 
-@pytest.fixture(scope="session")
-def aei_1block_golden(golden_dir: Path) -> nn.Module:
-    """The 1-block AEI-Net filled with golden values, eval mode. Shared: do not modify it
-    (deep-copy it first)."""
+@functools.lru_cache(maxsize=1)
+def _aei_1block(golden_dir: Path) -> nn.Module:
     from streamswap.models.aei_net import AEINet, AEINetConfig
 
     manifest = load_manifest(golden_dir, "aei_net_unet_1blocks")
     return golden_module(lambda: AEINet(AEINetConfig(num_blocks=1)), manifest).eval()
+
+
+@pytest.fixture(scope="session")
+def aei_1block_golden(golden_dir: Path) -> nn.Module:
+    """The 1-block AEI-Net filled with golden values, eval mode, built once per test session
+    (every test module importing this fixture gets the same one). Shared: do not modify it
+    (deep-copy it first)."""
+    return _aei_1block(golden_dir)

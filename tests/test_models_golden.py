@@ -259,7 +259,15 @@ def test_describe_model_reports_io_shapes():
 
 
 def test_linknet_encoder_variant_adds_skips_and_still_generates():
-    net = AEINet(AEINetConfig(num_blocks=1, encoder="linknet")).eval()
+    with torch.device("meta"):  # skip the slow default init of 128 M parameters
+        net = AEINet(AEINetConfig(num_blocks=1, encoder="linknet"))
+    net = net.to_empty(device="cpu").eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0.0, 0.02)
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.reset_parameters()  # weight 1, bias 0, running mean 0 / var 1
     with torch.no_grad():
         y, attrs = net(torch.rand(1, 3, 256, 256) * 2 - 1, torch.randn(1, 512))
     assert [a.shape[1] for a in attrs] == list(AEINetConfig(encoder="linknet").attr_channels())
