@@ -1,0 +1,138 @@
+"""The lite engine: a landmark-driven face swap that needs no learned generator.
+
+For each target face: align a loose crop around it (five keypoints -> a scaled ArcFace template),
+warp the source face's texture onto the target's 68-landmark geometry piecewise-affinely
+(`piecewise_affine`), match its colour to the target inside the mask, mask it with the same
+adaptive, hysteresis-stable mask as the ghost engine (iBUG-68 scheme), keep the target's mouth
+interior where the target's mouth is open and the source's is closed, and paste it back.
+
+It is a fallback for machines without the published GHOST weights, not GHOST quality: the
+expression and lighting of the source photo are carried along, only the shape follows the target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from streamswap.blend import match_colour, paste_back
+from streamswap.engines.piecewise_affine import INNER_MOUTH, sample, triangulate, warp_maps, with_support_points
+from streamswap.errors import InputError, NoFaceError
+from streamswap.faces.align import ARCFACE_112, transform_points, umeyama, warp_crops
+from streamswap.faces.records import FaceBatch
+from streamswap.masks import IBUG_68, AdaptiveMasker, MaskSettings, hull_mask
+
+# Mouth corners and inner-lip pairs (upper, lower) in the iBUG 68 layout.
+_MOUTH_CORNERS = (60, 64)
+_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))
+
+
+@dataclass(frozen=True)
+class LiteSwapSettings:
+    """crop: side of the working crop (px); zoom: face size in the crop relative to ArcFace's
+    template (smaller leaves room for forehead and jaw); colour_match: match Lab mean/std to the
+    target inside the mask; mouth_open: inner-lip gap / mouth width above which a mouth is open;
+    hysteresis_frames: frames that must agree before a mask changes."""
+
+    crop: int = 256
+    zoom: float = 0.62
+    colour_match: bool = True
+    mouth_open: float = 0.12
+    hysteresis_frames: int = 5
+
+    def __post_init__(self) -> None:
+        if self.crop < 64 or not 0.2 <= self.zoom <= 1.0:
+            raise InputError("lite engine: crop must be >= 64 and zoom in [0.2, 1]")
+
+
+@dataclass(frozen=True)
+class SourceFace:
+    """The face to put everywhere: its image (3, H, W) float32 [0, 255], its support points
+    (P, 2) in image pixels, the triangles over them (T, 3) int64, and whether its mouth is open."""
+
+    image: torch.Tensor
+    points: torch.Tensor
+    triangles: torch.Tensor
+    mouth_open: bool
+
+
+def mouth_openness(landmarks: torch.Tensor) -> torch.Tensor:
+    """Inner-lip gap over inner mouth width. landmarks (K, 68, 2) -> (K,) float."""
+    width = (landmarks[:, _MOUTH_CORNERS[0]] - landmarks[:, _MOUTH_CORNERS[1]]).norm(dim=-1).clamp_min(1e-3)
+    gaps = torch.stack([(landmarks[:, a] - landmarks[:, b]).norm(dim=-1) for a, b in _LIP_PAIRS], -1)
+    return gaps.mean(-1) / width
+
+
+def prepare_source(image: torch.Tensor, faces: FaceBatch, index: int | None = None,
+                   settings: LiteSwapSettings = LiteSwapSettings(), what: str = "the source image") -> SourceFace:
+    """Pick the source face and precompute what every swap needs.
+
+    image: (1, 3, H, W) uint8 RGB; faces: its detections with 68 landmarks. With several faces,
+    `index` (0-based, left to right) must say which one. Raises NoFaceError / InputError.
+    """
+    if len(faces) == 0:
+        raise NoFaceError(f"no face found in {what}; use a photo with one clearly visible face")
+    if faces.landmarks is None or faces.landmarks.shape[1] != 68:
+        raise InputError("the lite engine needs 68-point landmarks (the lite face analysis)")
+    order = torch.argsort(faces.boxes[:, 0])  # left to right, as a user counts
+    if index is None:
+        if len(faces) > 1:
+            raise InputError(f"{what} has {len(faces)} faces; choose one with --source-face-index 0..{len(faces) - 1} "
+                             "(counted left to right)")
+        index = 0
+    if not 0 <= index < len(faces):
+        raise InputError(f"--source-face-index {index} is out of range: {what} has {len(faces)} face(s)")
+    lm = faces.landmarks[order[index]].float()
+    points = with_support_points(lm)
+    return SourceFace(image=image[0].float(), points=points,
+                      triangles=torch.from_numpy(triangulate(points.cpu().numpy())).to(points.device),
+                      mouth_open=bool(mouth_openness(lm[None])[0] > settings.mouth_open))
+
+
+class LiteSwapper:
+    """Swaps one source face onto batches of target faces.
+
+    __call__(frames (N, 3, H, W) uint8 RGB, faces: FaceBatch with 68 landmarks in frame pixels
+    (smoothed by the tracker), keys: a track id per face) -> (N, 3, H, W) uint8, on the frames'
+    device; frames without faces come back unchanged.
+    """
+
+    def __init__(self, source: SourceFace, settings: LiteSwapSettings = LiteSwapSettings()) -> None:
+        self.source, self.settings = source, settings
+        self.masker = AdaptiveMasker(MaskSettings(scheme=IBUG_68, size=settings.crop,
+                                                  hysteresis_frames=settings.hysteresis_frames))
+        s = settings.crop
+        template = torch.tensor(ARCFACE_112, dtype=torch.float64) * (s / 112)
+        centre = torch.tensor([s / 2, s / 2], dtype=torch.float64)
+        # zoom out around the centre and move down a little: room for the forehead points
+        self.template = (template - centre) * settings.zoom + centre + torch.tensor([0.0, 0.06 * s], dtype=torch.float64)
+
+    def crop_matrices(self, kps: torch.Tensor) -> torch.Tensor:
+        """kps (K, 5, 2) frame pixels -> (K, 2, 3) float32 frame -> crop."""
+        dst = self.template.to(kps.device)[None].expand(kps.shape[0], 5, 2)
+        return umeyama(kps.double(), dst).float()
+
+    def __call__(self, frames: torch.Tensor, faces: FaceBatch, keys: Sequence[int]) -> torch.Tensor:
+        if len(faces) == 0:
+            return frames
+        if faces.landmarks is None or faces.landmarks.shape[1] != 68:
+            raise InputError("the lite engine needs 68-point landmarks for every target face")
+        s, src = self.settings.crop, self.source
+        dev = frames.device
+        m = self.crop_matrices(faces.kps.to(dev))
+        lm = transform_points(faces.landmarks.to(dev).float(), m)  # (K, 68, 2) crop pixels
+        coords, inside = warp_maps(src.points.to(dev), with_support_points(lm), src.triangles.to(dev), (s, s))
+        warped = sample(src.image.to(dev), coords)  # (K, 3, s, s) in [0, 255]
+        target = warp_crops(frames, faces.frame_index.to(dev), m, s)
+        masks, _ = self.masker(lm, lm, keys)  # the warp gives the target's shape: offset 0
+        masks = masks * inside[:, None]
+        open_target = mouth_openness(lm) > self.settings.mouth_open
+        if not src.mouth_open and bool(open_target.any()):
+            # keep the target's teeth and tongue: no stretched closed lips over an open mouth
+            mouth = hull_mask(lm[:, list(INNER_MOUTH)], (s, s))
+            masks = masks * (1 - mouth * open_target[:, None, None, None].float())
+        if self.settings.colour_match:
+            warped = match_colour(warped / 255, target / 255, masks) * 255
+        return paste_back(frames, warped, masks, m, faces.frame_index.to(dev))
