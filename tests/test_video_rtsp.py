@@ -9,11 +9,12 @@ import socket
 import subprocess
 import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from streamswap.errors import InputError
+from streamswap.errors import InputError, PipelineError
 from streamswap.stream import Graph, Sink, Source, Stage, StopPipeline
 from streamswap.video.sinks import EncodeSettings, NetworkSink
 from streamswap.video.sources import SourceOptions, open_source
@@ -128,3 +129,61 @@ def test_live_source_retries_with_back_off_then_gives_up():
     with pytest.raises(InputError, match=r"cannot open rtsp://127\.0\.0\.1:\d+/x after 3 attempt\(s\)"):
         open_source(f"rtsp://127.0.0.1:{_free_port()}/x", opts)
     assert 0.3 <= time.monotonic() - t0 < 5  # waited 0.1 + 0.2 s between the attempts
+
+
+def test_live_source_reconnects_when_the_stream_comes_back(rtsp_server, shared_data):
+    client_port, source_port = rtsp_server
+    sent = {"first": 0}
+    running: dict[str, Graph] = {}
+    finished = threading.Event()
+
+    def publish(offset: int, frames: int) -> None:
+        src = open_source(shared_data / "videos" / "dance.mp4", SourceOptions(pace=True, max_frames=frames))
+        sink = NetworkSink(f"rtsp://127.0.0.1:{source_port}/live", src.info,
+                           EncodeSettings(preset="ultrafast", gop=5))
+
+        def stamp(batch):
+            sent["first"] += len(batch) if offset == 0 else 0
+            return [_stamp(replace(f, index=f.index + offset)) for f in batch]
+
+        graph = Graph(Source("decode", src, src.close), [Stage("stamp", stamp)],
+                      Sink("publish", sink.write, sink.close))
+        running["graph"] = graph
+        try:
+            graph.run()
+        except PipelineError:  # the server drops its publisher once the test's reader has left
+            pass
+
+    def publishers() -> None:
+        publish(0, 66)  # the whole clip, 2.6 s
+        if not finished.wait(1.0):  # the stream is gone for a while ...
+            publish(1000, 66)  # ... and comes back from a new publisher
+
+    pub_thread = threading.Thread(target=publishers, daemon=True)
+    pub_thread.start()
+    while sent["first"] < 10:
+        time.sleep(0.02)
+    live = open_source(f"rtsp://127.0.0.1:{client_port}/live",
+                       SourceOptions(transport="udp", read_timeout_s=1, reconnect=6, backoff_s=0.3))
+    received: list[tuple[int, int]] = []
+
+    def collect(frame):
+        received.append((_read_stamp(frame.image), frame.pts))
+        if received[-1][0] >= 1000:
+            raise StopPipeline
+
+    reader = Graph(Source("rtsp", live, live.close), [], Sink("show", collect), mode="live")
+    watchdog = threading.Timer(25, reader.interrupt)
+    watchdog.start()
+    try:
+        stats = reader.run()
+    finally:
+        watchdog.cancel()
+        finished.set()
+        running["graph"].interrupt()
+        pub_thread.join(10)
+    assert stats.state == "stopped" and live.reconnects == 1
+    before = [i for i, _ in received if i < 1000]
+    assert before and received[-1][0] >= 1000  # frames from both publishers
+    pts = [p for _, p in received]
+    assert all(a < b for a, b in zip(pts, pts[1:]))  # timestamps keep increasing across the reconnect

@@ -17,7 +17,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import torch
+from typing import TYPE_CHECKING
+
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -25,15 +26,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from streamswap.cli import app
 from streamswap.errors import InputError, PipelineError
-from streamswap.stream import Fault, Graph, GraphStats, Sink, Source
-from streamswap.stream.metrics import cuda_memory_probe
-from streamswap.video.nv import BackendChoice, GpuProbe, choose_encoder, probe_gpu
-from streamswap.video.probe import classify
-from streamswap.video.sinks import EncodeSettings, FileSink, NetworkSink, PreviewSink
-from streamswap.video.sources import SourceOptions, VideoSource, open_source
+
+if TYPE_CHECKING:  # the runtime imports (torch, av) wait until the command runs: other commands start fast
+    import torch
+
+    from streamswap.stream import GraphStats
+    from streamswap.video.nv import BackendChoice
+    from streamswap.video.sources import VideoSource
 
 
 def _device(name: str) -> torch.device:
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -46,6 +50,8 @@ def _device(name: str) -> torch.device:
 
 
 def _output_kind(output: str) -> str:
+    from streamswap.video.probe import classify
+
     if output == "preview":
         return "preview"
     return "network" if classify(output) == "network" else "file"
@@ -53,11 +59,25 @@ def _output_kind(output: str) -> str:
 
 def _check_paths(inp: str, out: str, overwrite: bool) -> None:
     """Refuse writing over the input (whatever the spelling) or over an existing file."""
+    from streamswap.video.probe import classify
+
     if classify(inp) in ("file", "image") and Path(inp).exists() and Path(out).exists():
         if Path(inp).resolve() == Path(out).resolve() or os.path.samefile(inp, out):
             raise InputError(f"output {out} is the input file; choose another output path")
     if Path(out).exists() and not overwrite:
         raise InputError(f"output {out} exists (pass --overwrite to replace it)")
+
+
+def _precheck_input(inp: str) -> None:
+    """Cheap checks of a local input (exists, not empty, a readable video) with PyAV only."""
+    from streamswap.video.probe import check_file, classify, open_container, video_stream
+
+    kind = classify(inp)
+    if kind in ("file", "image"):
+        check_file(inp)
+    if kind == "file":
+        with open_container(inp) as container:
+            video_stream(container, inp)
 
 
 def _progress(console: Console, total: int | None, live: bool) -> Progress:
@@ -125,11 +145,21 @@ def transcode(
     fault: str = typer.Option(None, "--fault", hidden=True, help="Debug: make STAGE fail at frame N (STAGE:N)."),
 ) -> None:
     """Decode IN and encode it to OUT through the streaming runtime (no face processing)."""
-    console = Console(stderr=True)
-    dev = _device(device)
+    # unusable inputs and outputs fail fast, before torch is even imported
     out_kind = _output_kind(output)
     if out_kind == "file":
         _check_paths(input, output, overwrite)
+    _precheck_input(input)
+    import torch
+
+    from streamswap.stream import Fault, Graph, GraphStats, Sink, Source
+    from streamswap.stream.metrics import cuda_memory_probe
+    from streamswap.video.nv import BackendChoice, GpuProbe, choose_encoder, probe_gpu
+    from streamswap.video.sinks import EncodeSettings, FileSink, NetworkSink, PreviewSink
+    from streamswap.video.sources import SourceOptions, open_source
+
+    console = Console(stderr=True)
+    dev = _device(device)
     settings = EncodeSettings(encoder=encoder, crf=crf, preset=preset, threads=threads)
     try:
         injected = Fault.parse(fault) if fault else Fault.from_env()

@@ -368,6 +368,7 @@ class LiveSource(VideoSource):
                 container = av.open(target, **kwargs)
             except (av.error.FFmpegError, OSError) as exc:
                 last_err = getattr(exc, "strerror", None) or str(exc)
+                log.info("cannot open %s: %s", self.spec, last_err)
                 continue
             try:
                 stream = video_stream(container, self.spec)
@@ -381,6 +382,7 @@ class LiveSource(VideoSource):
                 return container, stream, first
             except (av.error.FFmpegError, OSError) as exc:
                 last_err = getattr(exc, "strerror", None) or str(exc)
+                log.info("no frame from %s: %s", self.spec, last_err)
                 container.close()
         what = "open" if initial else "reconnect to"
         raise InputError(f"cannot {what} {self.spec} after {attempts} attempt(s): {last_err}")
