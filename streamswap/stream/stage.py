@@ -6,6 +6,9 @@ Three kinds, wired by `graph.Graph` as source -> stages... -> sink:
 - `Stage`: `fn(list[item]) -> list[item]`, same length and order, called on batches formed by a
   `BatchPolicy` (up to `max_batch` items, waiting at most `max_wait_s` for a batch to fill);
   `workers > 1` runs several threads on one queue (the sink restores the order).
+  A stage with `flush` may lag (look-ahead, e.g. smoothing that needs later frames): `fn` may
+  return fewer items than it was given, the outputs of its oldest inputs not yet answered, in
+  order; at the end of the input `flush()` returns the outputs of the rest. One worker only.
 - `Sink`: `write(item)` called in input order in its own thread; `close(error)` is always called
   at the end, also after an error or an interrupt, so the sink can finalise its output.
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
@@ -66,6 +70,11 @@ class Stage:
     queue_size: int = 8
     workers: int = 1
     close: Callable[[], None] | None = None
+    flush: Callable[[], Sequence[Any]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.flush is not None and self.workers != 1:
+            raise ValueError(f"stage {self.name}: a lagging stage (with flush) runs one worker")
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +204,7 @@ class StageRunner(_Runner):
         policy = self.spec.batch
         fault = self.control.fault
         first: int | None = None
+        held: deque[Envelope] = deque()  # inputs not yet answered (a lagging stage's look-ahead)
         try:
             while True:
                 batch = self.inp.get_batch(policy.max_batch, policy.max_wait_s)
@@ -207,10 +217,20 @@ class StageRunner(_Runner):
                 t0 = time.monotonic()
                 outs = self.spec.fn([env.item for env in batch])
                 busy = time.monotonic() - t0
-                if len(outs) != len(batch):
+                held.extend(batch)
+                if len(outs) > len(held) or (self.spec.flush is None and len(outs) != len(batch)):
                     raise RuntimeError(f"stage returned {len(outs)} items for a batch of {len(batch)}")
                 self.meter.record(len(batch), busy, [env.t_source for env in batch])
-                for env, item in zip(batch, outs):
+                for item in outs:
+                    env = held.popleft()
+                    self.out.put(Envelope(env.seq, env.t_source, item))
+            if self.spec.flush is not None:
+                first = held[0].seq if held else None
+                outs = self.spec.flush()
+                if len(outs) != len(held):
+                    raise RuntimeError(f"stage flushed {len(outs)} items for {len(held)} held")
+                for item in outs:
+                    env = held.popleft()
                     self.out.put(Envelope(env.seq, env.t_source, item))
         except Stopped:
             pass
