@@ -8,6 +8,11 @@ in row order, so overlapping faces stack like separate pastes.
 
 `match_colour` shifts a generated face's colour statistics to the target's inside the mask
 (per-channel mean and standard deviation in CIE Lab, kornia.color).
+
+Typical use per batch (masks from `streamswap.masks.AdaptiveMasker`, keyed by track id):
+    masks, _ = masker(gen_landmarks, tgt_landmarks, track_ids)
+    swapped = match_colour(swapped / 255, target_crops / 255, masks) * 255   # optional
+    frames = paste_back(frames, swapped, masks, matrices, frame_index)
 """
 
 from __future__ import annotations

@@ -22,9 +22,16 @@ person the track is bound to.
   File mode looks ahead `window` frames: frame t is output once frame t + window has arrived,
   smoothed by Rauch-Tung-Striebel over [t, t + window]. Latency: `window` frames (0.5 s at
   30 fps for the default 15); memory: `window` + 1 states per track.
+- Gaps: live mode outputs a lost track's prediction for `coast_output` frames; file mode
+  outputs the predictions (smoothed, i.e. interpolated) only for gaps the track comes back from.
 - Cuts: a matched face whose keypoints jump further than `max_jump` face widths from the
   prediction, or every face after a caller-signalled cut (`push(..., cut=True)`, e.g. from
-  `scene_cuts`), restarts its filter; the smoother never reaches across a restart.
+  `scene_cuts`), restarts its filter; the smoother never reaches across a restart. At a
+  signalled cut only identity can continue a track; tracks it does not continue end, and as many
+  new faces (largest first) start confirmed, so the new shot is swapped from its first frame.
+  Without a cut signal or embeddings, a cut ends the old track and starts a new one: file mode
+  still outputs the new face from the cut frame on (confirmation is known within the window);
+  live mode may show up to `coast_output` stale predictions and starts `min_hits` - 1 frames late.
 
 Also here: GHOST's moving-average smoothing (the baseline) and the jitter measures used to
 compare against it (`mean_acceleration`, `velocity_lag`, `ramp_lag`).
@@ -69,6 +76,8 @@ class TrackerSettings:
         (a prediction through a gap drifts).
     identity_match: cosine similarity at which identity alone matches a detection to a track.
     identity_reject: cosine similarity below which a detection cannot continue a track.
+        The defaults suit ArcFace embeddings; dlib's 128-d descriptors (L2-normalised) sit much
+        closer together: use DLIB_IDENTITY.
     identity_weight: weight of (1 - cosine) in the assignment cost.
     target_threshold: cosine similarity a track needs to be bound to a reference person
         (GHOST accepts > 0.15 with ArcFace).
@@ -106,6 +115,11 @@ class TrackerSettings:
                              f"({self.min_hits - 1}) and max_missed + 1 ({self.max_missed + 1})")
         if self.measurement_noise <= 0 or self.accel_noise <= 0 or self.initial_speed <= 0:
             raise InputError("tracking: noise levels must be positive")
+
+
+# Identity thresholds for the lite backend's dlib descriptors: on nggyup.mp4 and the shared
+# portraits, one person's faces scored cosine 0.89-0.96, different people's 0.77-0.90.
+DLIB_IDENTITY = {"identity_match": 0.93, "identity_reject": 0.82, "target_threshold": 0.9}
 
 
 @dataclass(frozen=True)
@@ -320,10 +334,11 @@ class Tracker:
             width = float(face_width(kps[di]))
             restart = cut or jumps[ti, di]
             if restart:
+                log.debug("track %d restarts at frame %d (%s)", track.track_id, t, "cut" if cut else "jump")
                 self._restart(track, t, z, width, di)
             else:
                 self._advance(track, t, z, di)
-                track.width = 0.8 * track.width + 0.2 * width  # smooth: widths feed the gates and noise
+                track.width = 0.8 * track.width + 0.2 * width  # smoothed: the gates are in face widths
             track.hits = track.hits + 1 if track.missed == 0 or restart else 1
             track.missed = 0
             track.confirmed = track.confirmed or track.hits >= s.min_hits

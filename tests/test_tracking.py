@@ -293,3 +293,16 @@ def test_scene_cuts_fire_on_a_new_picture_not_on_motion():
     cuts = scene_cuts(torch.stack([a, shifted, b, b]), previous=a)
     assert cuts.tolist() == [False, False, True, False]
     assert scene_cuts(torch.stack([b, a])).tolist() == [False, True]
+
+
+def test_detections_come_from_a_face_batch_frame_by_frame():
+    from streamswap.faces.records import FaceBatch
+
+    kps = torch.tensor(np.stack([FACE + 300, FACE + 500, FACE + 100]), dtype=torch.float32)
+    boxes = torch.tensor([[200, 200, 400, 400], [400, 400, 600, 600], [0, 0, 200, 200]], dtype=torch.float32)
+    batch = FaceBatch(n_frames=3, boxes=boxes, scores=torch.ones(3), kps=kps,
+                      frame_index=torch.tensor([0, 0, 2]), embeddings=torch.eye(3))
+    per_frame = Detections.from_face_batch(batch)
+    assert [len(d) for d in per_frame] == [2, 0, 1]
+    np.testing.assert_allclose(per_frame[2].kps[0], FACE + 100)
+    assert per_frame[0].embeddings.shape == (2, 3) and per_frame[1].embeddings.shape == (0, 3)
