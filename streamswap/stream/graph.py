@@ -22,7 +22,7 @@ from typing import Any, Callable, Literal, Sequence
 
 from streamswap.errors import PipelineError, StreamSwapError
 from streamswap.stream.channel import Channel
-from streamswap.stream.metrics import GraphStats, StageMeter, percentiles
+from streamswap.stream.metrics import GraphStats, StageMeter
 from streamswap.stream.stage import (
     Fault,
     InjectedFault,
@@ -175,7 +175,7 @@ class Graph:
                 if self._t_error is not None:  # aborting: wait for the threads, but not forever
                     self._join_after_abort()
                     break
-        except KeyboardInterrupt:
+        except BaseException:  # Ctrl-C, or the progress callback failed: stop everything first
             self.interrupt()
             self._join_after_abort()
             raise
@@ -263,4 +263,4 @@ class Graph:
         )
 
 
-__all__ = ["Graph", "FlowMode", "percentiles"]
+__all__ = ["FlowMode", "Graph"]
