@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -88,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__, "python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
         "cpu_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "max_seconds": args.max_seconds, "results": {},
+        "max_seconds": args.max_seconds, "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
+        "results": {},
     }
     for name in names:
         settings = CONFIGS[name]
@@ -110,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"({row['ms_per_batch']} ms/batch, {row['iters']} iters)", flush=True)
         report["results"][name] = rows
         del model, net
+    # other processes on the machine skew CPU numbers: keep the evidence with them
+    report["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
