@@ -57,6 +57,11 @@ def test_kalman_tracks_halve_keypoint_jitter_and_beat_ghost_at_no_more_lag(figur
     assert abs(ramp["ours"]) <= abs(ramp["ghost"]) + 0.05, figures
     # smoothing must not carry the face away: stays within a few % of the face width
     assert ours["deviation_p95_face_widths"] < 0.08, figures
+    # and it is not just heavier blurring: even a +-2 average with no jump split (which GHOST's
+    # 5 px rule degrades to nothing here) is both jerkier and further from the face
+    plain = figures["ma_without_split"]
+    assert ours["mean_accel_px"] < plain["mean_accel_px"], figures
+    assert ours["deviation_p95_face_widths"] < plain["deviation_p95_face_widths"], figures
 
 
 def test_live_mode_smooths_too_at_a_fraction_of_a_frame_of_lag(figures):
