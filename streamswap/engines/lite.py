@@ -21,6 +21,7 @@ from streamswap.blend import match_colour, paste_back
 from streamswap.engines.piecewise_affine import INNER_MOUTH, sample, triangulate, warp_maps, with_support_points
 from streamswap.errors import InputError, NoFaceError
 from streamswap.faces.align import ARCFACE_112, transform_points, umeyama, warp_crops
+from streamswap.faces.lite import DlibDetector, DlibIdentity
 from streamswap.faces.records import FaceBatch
 from streamswap.masks import IBUG_68, AdaptiveMasker, MaskSettings, hull_mask
 
@@ -136,3 +137,37 @@ class LiteSwapper:
         if self.settings.colour_match:
             warped = match_colour(warped / 255, target / 255, masks) * 255
         return paste_back(frames, warped, masks, m, faces.frame_index.to(dev))
+
+
+class LiteAnalyser:
+    """The lite face analysis for the pipeline: dlib HOG every `detect_every` frames; between
+    detections, the 68 landmarks are fitted on the box of the previous frame's landmarks (a
+    landmark tracker), which is far cheaper than HOG. Frames must arrive in order (one worker).
+
+    __call__(frames (N, 3, H, W) uint8, with_identity) -> FaceBatch with 68 landmarks (and
+    128-d embeddings when asked), on the frames' device.
+    """
+
+    def __init__(self, detector: DlibDetector, identity: DlibIdentity | None = None, detect_every: int = 1) -> None:
+        if detect_every < 1:
+            raise InputError("--detect-every must be at least 1")
+        self.detector, self.identity, self.detect_every = detector, identity, detect_every
+        self._boxes: torch.Tensor | None = None
+        self._count = 0
+
+    def __call__(self, frames: torch.Tensor, with_identity: bool) -> FaceBatch:
+        parts = []
+        for i in range(frames.shape[0]):
+            frame = frames[i:i + 1]
+            if self._boxes is None or len(self._boxes) == 0 or self._count % self.detect_every == 0:
+                faces = self.detector(frame)
+            else:
+                faces = self.detector.fit(frame, self._boxes, torch.zeros(len(self._boxes), dtype=torch.int64))
+            self._count += 1
+            assert faces.landmarks is not None
+            lm = faces.landmarks
+            self._boxes = torch.cat([lm.amin(1), lm.amax(1)], dim=1) if len(faces) else None
+            if with_identity and self.identity is not None:
+                faces = faces.with_embeddings(self.identity.embed(frame, faces))
+            parts.append(faces)
+        return FaceBatch.concat(parts)

@@ -69,10 +69,11 @@ class LiteSettings:
     upsample: int = 1
     score_threshold: float = 0.0
     max_faces: int = 0
+    max_side: int = 0  # run HOG on frames shrunk to this longest side (0: full size); landmarks use full size
 
     def __post_init__(self) -> None:
-        if not 0 <= self.upsample <= 3 or self.max_faces < 0:
-            raise InputError("lite detector: upsample must be 0..3 and max_faces >= 0")
+        if not 0 <= self.upsample <= 3 or self.max_faces < 0 or self.max_side < 0:
+            raise InputError("lite detector: upsample must be 0..3, max_faces >= 0 and max_side >= 0")
 
 
 class DlibDetector:
@@ -94,17 +95,31 @@ class DlibDetector:
         shape = self.shape_predictor(image, rect)
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
 
+    def _hog(self, image: np.ndarray) -> tuple[list[Any], list[float], float]:
+        """HOG on the image, shrunk to `max_side` if set; returns rects, scores, and the scale
+        that maps rect coordinates back to the image."""
+        side = self.settings.max_side
+        scale = 1.0
+        if side and max(image.shape[:2]) > side:
+            import cv2
+
+            scale = max(image.shape[:2]) / side
+            size = (round(image.shape[1] / scale), round(image.shape[0] / scale))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        rects, found, _ = self.hog.run(image, self.settings.upsample, self.settings.score_threshold)
+        return rects, found, scale
+
     def detect(self, frames: torch.Tensor) -> FaceBatch:
         check_frames(frames)
         boxes, scores, shapes, index = [], [], [], []
         for i, image in enumerate(_host_frames(frames)):
-            rects, found, _ = self.hog.run(image, self.settings.upsample, self.settings.score_threshold)
+            rects, found, scale = self._hog(image)
             order = np.argsort(-np.asarray(found, dtype=np.float64), kind="stable")
             if self.settings.max_faces:
                 order = order[: self.settings.max_faces]
             for j in order:
                 r = rects[int(j)]
-                box = np.array([r.left(), r.top(), r.right(), r.bottom()], dtype=np.float32)
+                box = np.array([r.left(), r.top(), r.right(), r.bottom()], dtype=np.float32) * scale
                 boxes.append(box)
                 scores.append(found[int(j)])
                 shapes.append(self._shape(image, box))
@@ -119,6 +134,23 @@ class DlibDetector:
                          frame_index=torch.tensor(index, dtype=torch.int64, device=dev), landmarks=lmk)
 
     __call__ = detect
+
+    def fit(self, frames: torch.Tensor, boxes: torch.Tensor, frame_index: torch.Tensor) -> FaceBatch:
+        """Landmarks for known boxes, without detecting (frames between detections: the boxes
+        come from the previous frame's landmarks). frames (N, 3, H, W) uint8; boxes (K, 4)
+        frame pixels; frame_index (K,). Returns a FaceBatch (scores 1) on the frames' device."""
+        check_frames(frames)
+        dev = frames.device
+        if boxes.shape[0] == 0:
+            return FaceBatch.empty(frames.shape[0], dev).with_landmarks(
+                torch.zeros((0, 68, 2), dtype=torch.float32, device=dev))
+        images = _host_frames(frames)
+        host_boxes = boxes.detach().cpu().numpy()
+        shapes = [self._shape(images[i], b) for i, b in zip(frame_index.tolist(), host_boxes, strict=True)]
+        lmk = torch.from_numpy(np.stack(shapes)).to(dev)
+        return FaceBatch(n_frames=frames.shape[0], boxes=boxes.to(dev, torch.float32),
+                         scores=torch.ones(len(shapes), dtype=torch.float32, device=dev), kps=kps_from_68(lmk),
+                         frame_index=frame_index.to(dev), landmarks=lmk)
 
 
 class DlibIdentity:

@@ -216,7 +216,7 @@ class FileSink:
 
     def __init__(self, path: str | os.PathLike[str], info: VideoInfo, settings: EncodeSettings,
                  choice: BackendChoice, *, audio_from: str | None = None, overwrite: bool = False,
-                 nvenc_factory: Callable[..., Any] | None = None) -> None:
+                 nvenc_factory: Callable[..., Any] | None = None, metadata: dict[str, str] | None = None) -> None:
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise InputError(f"output folder {self.path.parent} does not exist")
@@ -233,6 +233,7 @@ class FileSink:
         except (av.error.FFmpegError, ValueError) as exc:
             self.tmp.unlink(missing_ok=True)
             raise InputError(f"cannot write {self.path}: {exc} (use a video suffix such as .mp4 or .mkv)") from None
+        self._out.metadata.update(metadata or {})  # container tags, e.g. marking synthetic media
         self._writer: _X264Writer | _AnnexBWriter | None = None
         self._copier: _StreamCopier | None = None
         self._size: tuple[int, int] | None = None

@@ -1,0 +1,189 @@
+"""The swap job as a stage graph: source -> analyse -> track -> swap -> sink.
+
+- analyse (batched): faces, 5 keypoints and dense landmarks (and identity embeddings when target
+  people are given) for every frame, on the frames' device.
+- track (one worker, in order): Kalman-smoothed tracks (`tracking.Tracker`): causal in live mode,
+  RTS-smoothed with look-ahead in file mode (the stage lags by the tracker's window and is
+  flushed at the end). The dense landmarks follow the smoothed keypoints rigidly (the similarity
+  from raw to smoothed keypoints), so the mask and warp inherit the smoothing.
+- swap (batched): the engine on every tracked face bound to a source, then paste-back.
+
+Frames travel as `Frame` records; the stages put what they learn in `Frame.extras` / `faces`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from streamswap.faces.align import transform_points, umeyama
+from streamswap.faces.records import FaceBatch
+from streamswap.frames import Frame
+from streamswap.stream import BatchPolicy, Stage
+from streamswap.tracking import Detections, TrackedFace, Tracker, TrackerSettings
+
+log = logging.getLogger(__name__)
+
+RAW = "faces_raw"  # Frame.extras key: this frame's analysis (FaceBatch of one frame)
+
+
+class Analyser(Protocol):
+    """Faces of a batch: frames (N, 3, H, W) uint8 RGB -> FaceBatch with landmarks (and
+    embeddings when `with_identity`)."""
+
+    def __call__(self, frames: torch.Tensor, with_identity: bool) -> FaceBatch: ...
+
+
+class Swapper(Protocol):
+    """frames (N, 3, H, W) uint8, faces with landmarks, a track id per face -> swapped frames."""
+
+    def __call__(self, frames: torch.Tensor, faces: FaceBatch, keys: Sequence[int]) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class SwapFace:
+    """A face to swap in one frame: its track, smoothed keypoints (5, 2), box (4,) and landmarks
+    (L, 2) (host float32, frame pixels), and which source replaces it (index into the sources)."""
+
+    track_id: int
+    kps: np.ndarray
+    box: np.ndarray
+    landmarks: np.ndarray
+    source: int
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """batch: frames per analyse/swap call; detect_every: run the detector on every Nth frame
+    (other frames re-use the tracked boxes; the analyser still fits landmarks); tracker: tracking
+    and smoothing; map_to_targets: swap only faces bound to a reference person (source i replaces
+    person i), otherwise source 0 replaces every face."""
+
+    batch: int = 8
+    tracker: TrackerSettings = TrackerSettings()
+    map_to_targets: bool = False
+
+
+def stack_images(frames: Sequence[Frame]) -> torch.Tensor:
+    """Frames' (H, W, 3) images -> (N, 3, H, W) uint8 (a permuted view of one stacked copy)."""
+    return torch.stack([f.image for f in frames]).permute(0, 3, 1, 2)
+
+
+def _one_frame(faces: FaceBatch) -> FaceBatch:
+    """Rows of one frame of a batch, as a FaceBatch of that frame alone."""
+    return replace(faces, n_frames=1, frame_index=torch.zeros_like(faces.frame_index))
+
+
+def analyse_stage(analyser: Analyser, settings: PipelineSettings, with_identity: bool) -> Stage:
+    """Detect faces and landmarks in batches of frames."""
+
+    def run(frames: list[Frame]) -> list[Frame]:
+        faces = analyser(stack_images(frames), with_identity)
+        out = []
+        for i, frame in enumerate(frames):
+            extras = dict(frame.extras)
+            extras[RAW] = _one_frame(faces.in_frame(i))
+            out.append(Frame(frame.index, frame.pts, frame.time_base, frame.image, frame.faces, extras))
+        return out
+
+    return Stage("analyse", run, BatchPolicy(settings.batch, 0.05), queue_size=2 * settings.batch)
+
+
+def _follow(landmarks: np.ndarray, raw_kps: np.ndarray, smooth_kps: np.ndarray) -> np.ndarray:
+    """Move landmarks (L, 2) with the similarity that takes raw keypoints to smoothed ones."""
+    m = umeyama(torch.from_numpy(raw_kps[None]).double(), torch.from_numpy(smooth_kps[None]).double())
+    if not torch.isfinite(m).all():
+        return landmarks
+    return transform_points(torch.from_numpy(landmarks[None]).double(), m)[0].float().numpy()
+
+
+class TrackStep:
+    """The track stage's state: the tracker, frames held for look-ahead, each track's last
+    landmarks (for frames where a track coasts through a gap)."""
+
+    def __init__(self, settings: PipelineSettings, targets: np.ndarray | None) -> None:
+        self.settings = settings
+        self.tracker = Tracker(settings.tracker, targets)
+        self.held: dict[int, Frame] = {}
+        self.last: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # track -> (raw kps, landmarks)
+
+    def __call__(self, frames: list[Frame]) -> list[Frame]:
+        ready: list[Frame] = []
+        for frame in frames:
+            raw: FaceBatch = frame.extras[RAW]
+            self.held[frame.index] = frame
+            dets = Detections.from_face_batch(raw)[0]
+            for index, faces in self.tracker.push(frame.index, dets, frame_size=(frame.width, frame.height)):
+                ready.append(self._resolve(self.held.pop(index), faces))
+        return ready
+
+    def flush(self) -> list[Frame]:
+        """The frames still held for look-ahead, resolved (end of input)."""
+        return [self._resolve(self.held.pop(index), faces) for index, faces in self.tracker.flush()]
+
+    def _resolve(self, frame: Frame, tracked: tuple[TrackedFace, ...]) -> Frame:
+        raw: FaceBatch = frame.extras[RAW]
+        raw_kps = raw.kps.detach().cpu().numpy()
+        raw_lm = raw.landmarks.detach().cpu().numpy() if raw.landmarks is not None else None
+        faces = []
+        for tf in tracked:
+            if tf.detection is not None and raw_lm is not None:
+                self.last[tf.track_id] = (raw_kps[tf.detection], raw_lm[tf.detection])
+            if tf.track_id not in self.last:
+                continue
+            if self.settings.map_to_targets and tf.target is None:
+                continue  # not one of the people to swap
+            kps0, lm0 = self.last[tf.track_id]
+            faces.append(SwapFace(tf.track_id, tf.kps, tf.box, _follow(lm0, kps0, tf.kps),
+                                  tf.target if self.settings.map_to_targets and tf.target is not None else 0))
+        extras = {k: v for k, v in frame.extras.items() if k != RAW}
+        return Frame(frame.index, frame.pts, frame.time_base, frame.image, tuple(faces), extras)
+
+
+def track_stage(settings: PipelineSettings, targets: np.ndarray | None) -> Stage:
+    """Track and smooth faces; lags by the tracker's window in file mode (flushed at the end)."""
+    step = TrackStep(settings, targets)
+    return Stage("track", step, BatchPolicy(settings.batch, 0.0), queue_size=2 * settings.batch, flush=step.flush)
+
+
+def faces_of(frames: Sequence[Frame], source: int, device: torch.device) -> tuple[FaceBatch, list[int]]:
+    """The SwapFaces of `frames` replaced by `source`, as a FaceBatch on `device`, and their track ids."""
+    rows = [(i, f) for i, frame in enumerate(frames) for f in frame.faces if f.source == source]
+    if not rows:
+        return FaceBatch.empty(len(frames), device), []
+
+    def t(values: list[np.ndarray]) -> torch.Tensor:
+        return torch.from_numpy(np.stack(values).astype(np.float32)).to(device)
+
+    batch = FaceBatch(n_frames=len(frames), boxes=t([f.box for _, f in rows]),
+                      scores=torch.ones(len(rows), device=device), kps=t([f.kps for _, f in rows]),
+                      frame_index=torch.tensor([i for i, _ in rows], dtype=torch.int64, device=device),
+                      landmarks=t([f.landmarks for _, f in rows]))
+    return batch, [f.track_id for _, f in rows]
+
+
+def swap_stage(swappers: Sequence[Swapper], settings: PipelineSettings, device: torch.device,
+               count: Callable[[int, int], None] | None = None) -> Stage:
+    """Swap every face in batches of frames; `count(frames_with_a_face, faces)` hears what was done."""
+
+    def run(frames: list[Frame]) -> list[Frame]:
+        images = stack_images(frames).to(device)
+        n_faces = 0
+        for source, swapper in enumerate(swappers):
+            faces, keys = faces_of(frames, source, device)
+            if keys:
+                images = swapper(images, faces, keys)
+                n_faces += len(keys)
+        if count is not None:
+            count(sum(1 for f in frames if f.faces), n_faces)
+        hwc = images.permute(0, 2, 3, 1)
+        return [f.with_image(hwc[i].contiguous()) if f.faces else f for i, f in enumerate(frames)]
+
+    return Stage("swap", run, BatchPolicy(settings.batch, 0.05), queue_size=2 * settings.batch)
+
+
