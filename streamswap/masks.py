@@ -181,9 +181,10 @@ def expand_brows(points: torch.Tensor, mod: torch.Tensor, scheme: LandmarkScheme
 def hull_edges(points: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
     """Edges of the convex hull of each point set, without a sequential hull algorithm.
 
-    points (B, L, 2). For each point i, the candidate edge goes to the point j seen furthest
-    clockwise from i (angles measured from the direction to the centroid); it is a hull edge
-    when no point lies on its outer side. Returns (start (B, E, 2), direction (B, E, 2)) with
+    points (B, L, 2). For each point i, the candidate edge goes to the point j at the smallest
+    signed angle from i's direction to the centroid (for a hull vertex every other point lies
+    within 180 degrees of that direction, so this is one of its two hull edges); the candidate
+    is kept when no point lies on its outer side (interior points fail). Returns (start (B, E, 2), direction (B, E, 2)) with
     E <= L; unused rows have direction 0 and always pass `inside` tests.
     """
     p = points.double()
@@ -197,10 +198,11 @@ def hull_edges(points: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, t
     key = ang - 1e-9 * length / length.amax(dim=(1, 2), keepdim=True).clamp_min(eps)
     j = key.argmin(dim=2)  # (B, L)
     direction = torch.gather(d, 2, j[..., None, None].expand(b, n, 1, 2))[:, :, 0]
-    rel = p[:, None, :, :] - p[:, :, None, :]  # (B, i, k, 2): i -> k
-    cross = direction[:, :, None, 0] * rel[..., 1] - direction[:, :, None, 1] * rel[..., 0]
+    cross = direction[:, :, None, 0] * d[..., 1] - direction[:, :, None, 1] * d[..., 0]  # (B, i, k): side of k
     scale = direction.norm(dim=-1, keepdim=True).clamp_min(eps) * length.amax(dim=(1, 2))[:, None, None].clamp_min(eps)
-    valid = (cross / scale >= -1e-9).all(dim=2) & (direction.norm(dim=-1) > eps)
+    side = cross / scale
+    # a hull edge has every point on or inside it, and some strictly inside (else all are collinear)
+    valid = (side >= -1e-9).all(dim=2) & (side > 1e-9).any(dim=2) & (direction.norm(dim=-1) > eps)
     # compact: valid edges first, as many rows as the batch's largest hull
     order = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)
     e = int(valid.sum(1).max().clamp_min(1))

@@ -175,3 +175,15 @@ def test_masker_runs_offsets_hysteresis_and_masks_together(crop_landmarks):
     assert levels.tolist() == offset_level(landmark_offset(gen, tgt, IBUG_68)).tolist()
     _, again = masker(tgt, tgt, keys=list(range(6)))  # offsets 0 now: held for 3 frames first
     assert again.tolist() == levels.tolist()
+
+
+def test_hull_raster_handles_collinear_duplicate_and_degenerate_points():
+    square = torch.tensor([[10, 10], [30, 10], [50, 10], [50, 50], [10, 50], [10, 30], [30, 30], [30, 30],
+                           [50, 30]], dtype=torch.float32)  # corners, points on its sides, interior, a duplicate
+    line = torch.tensor([[5, 5], [20, 20], [40, 40]] * 3, dtype=torch.float32)
+    same = torch.full((9, 2), 12.0)
+    masks = hull_mask(torch.stack([square, line, same]), (64, 64))[:, 0]
+    expected = torch.zeros(64, 64)
+    expected[10:51, 10:51] = 1
+    assert torch.equal(masks[0], expected)
+    assert masks[1].sum() == 0 and masks[2].sum() == 0
