@@ -220,3 +220,19 @@ def test_frame_record_keeps_hwc_uint8_and_time():
     assert (f.height, f.width, f.time) == (4, 6, pytest.approx(0.1001))
     g = f.with_faces(("face",))
     assert g.faces == ("face",) and g.pts == f.pts and f.faces == ()
+
+
+def test_nvenc_that_fails_to_start_falls_back_to_x264_and_says_so(tmp_path):
+    src_path = make_video(tmp_path / "in.mp4", frames=10, size=(64, 48))
+    src = PyAVFileSource(str(src_path), SourceOptions(), BackendChoice("pyav", "t"))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("NV_ENC_ERR_UNSUPPORTED_DEVICE")
+
+    sink = FileSink(tmp_path / "out.mp4", src.info, EncodeSettings(preset="ultrafast"),
+                    BackendChoice("nvenc", "probe said yes"), nvenc_factory=broken)
+    for f in src:
+        sink.write(f)
+    sink.close(None)
+    assert video_facts(tmp_path / "out.mp4")["frames"] == 10
+    assert sink.report.encoder == "x264" and "NV_ENC_ERR_UNSUPPORTED_DEVICE" in sink.report.notes[0]

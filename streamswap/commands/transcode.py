@@ -101,6 +101,7 @@ def _rate_text(stats: GraphStats, live: bool) -> str:
 def _report(src: VideoSource, sink: Any, enc: BackendChoice, device: torch.device,
             stats: GraphStats | None, status: str, error: str | None) -> dict[str, Any]:
     info = src.info
+    enc = getattr(sink, "choice", enc)  # a file sink falls back to x264 if NVENC fails to start
     out_path = Path(sink.report.path)
     return {
         "status": status,

@@ -247,8 +247,16 @@ class FileSink:
         if self.report.padded:
             self.report.notes.append(f"odd frame size {w}x{h} padded to {W}x{H} (yuv420p needs even sizes)")
         if self.choice.backend == "nvenc":
-            enc = self._nvenc_factory(W, H, fps=float(_fps_hint(self.info)), crf=self.settings.crf,
-                                      preset=self.settings.preset, gop=self.settings.gop or 250)
+            try:
+                enc = self._nvenc_factory(W, H, fps=float(_fps_hint(self.info)), crf=self.settings.crf,
+                                          preset=self.settings.preset, gop=self.settings.gop or 250)
+            except Exception as exc:  # noqa: BLE001 - the probe said yes, the driver said no: still encode
+                why = f"NVENC failed to start ({type(exc).__name__}: {exc}); used CPU libx264 instead"
+                log.warning(why)
+                self.report.notes.append(why)
+                self.choice = BackendChoice("x264", why)
+                self.report.encoder = "x264"
+        if self.choice.backend == "nvenc":
             self._writer = _AnnexBWriter(self._out, W, H, self.info, enc)
         else:
             self._writer = _X264Writer(self._out, W, H, self.info, self.settings)
