@@ -14,6 +14,7 @@ from onnx_fakes import export_fake_scrfd, sample_video_frames
 from streamswap.errors import InputError
 from streamswap.faces.detect import DetectSettings, SCRFDDetector, letterbox
 from streamswap.faces.image import read_image
+from streamswap.faces.records import FaceBatch
 
 insightface_scrfd = pytest.importorskip("insightface.model_zoo.scrfd")
 
@@ -114,6 +115,9 @@ def test_batch_gives_the_same_faces_as_frame_by_frame(model: Path, frames: torch
         assert torch.allclose(mine.boxes, single.boxes, atol=1e-3)
         assert torch.allclose(mine.kps, single.kps, atol=1e-3)
         assert torch.all(mine.scores[1:] <= mine.scores[:-1]), "by descending score inside a frame"
+    halves = FaceBatch.concat([detector.detect(frames[:3]), detector.detect(frames[3:])])
+    assert halves.n_frames == 8 and torch.equal(halves.frame_index, batch.frame_index)
+    assert torch.allclose(halves.boxes, batch.boxes, atol=1e-3)
     views = batch.faces()
     assert len(views) == len(batch) and views[0].kps.shape == (5, 2) and views[0].box.shape == (4,)
 

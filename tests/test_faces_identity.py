@@ -123,3 +123,13 @@ def test_largest_face_or_no_face_error() -> None:
     assert largest_face(faces, 0).boxes.tolist() == [[0, 0, 30, 20]]
     with pytest.raises(NoFaceError, match="no face found in source.png"):
         largest_face(faces, 1, what="source.png")
+
+
+def test_the_projects_iresnet_runs_as_the_torch_identity_encoder(portraits: tuple[torch.Tensor, FaceBatch]) -> None:
+    from streamswap.models.arcface import IResNet
+
+    frames, faces = portraits
+    torch.manual_seed(0)
+    emb = TorchArcFace(IResNet("r18"), "cpu").embed(frames, faces)  # r100's smaller sibling: same interface
+    assert emb.shape == (2, 512) and torch.isfinite(emb).all()
+    assert torch.allclose(emb.norm(dim=1), torch.ones(2), atol=1e-5)

@@ -106,10 +106,11 @@ def check_signature(model: Any, signature: OnnxSignature, path: str | Path) -> N
 
 
 def relax_batch_dims(model: Any) -> Any:
-    """A copy of `model` whose input and outputs have a symbolic leading dim, for onnxruntime.
+    """A copy of `model` for onnxruntime whose input has symbolic batch and spatial dims and whose
+    outputs have symbolic dims but the last.
 
-    The published files declare batch 1; onnxruntime would reject any other batch before running
-    a single node. Intermediate shape annotations are dropped for the same reason.
+    The published files declare batch 1 (and SCRFD 640x640); onnxruntime would reject any other
+    input before running a single node. Intermediate shape annotations are dropped for the same reason.
     """
     import onnx
 
@@ -386,9 +387,13 @@ def load_onnx_runner(path: str | Path, signature: OnnxSignature, runtime: Runtim
 
 
 def default_runtime(device: torch.device | str) -> Runtime:
-    """The runtime used when none is asked for: torch on CUDA (frames stay on the GPU, fp16,
-    nothing beyond torch needed); onnxruntime on CPU, where it measured faster (see
-    benchmarks/bench_detect.py)."""
+    """The runtime used when none is asked for.
+
+    CUDA: torch (frames stay on the GPU, fp16, any batch, nothing beyond torch to install).
+    CPU: onnxruntime, which measured faster there: on a stand-in with scrfd_10g's compute
+    (10.7 GFLOPs per 640x640 frame) on 2 shared cores, best of interleaved rounds, 43-75 ms per
+    frame against torch's 90-240 ms at batch 1, and still ahead at batch 4-8
+    (benchmarks/bench_detect.py, results/detect.json)."""
     return "torch" if torch.device(device).type == "cuda" else "onnxruntime"
 
 
