@@ -65,6 +65,7 @@ class SwapReport:
     engine: str
     input: str
     output: str
+    frames_expected: int | None = None
     frames: int = 0
     frames_swapped: int = 0
     faces_swapped: int = 0
@@ -196,10 +197,13 @@ def _run_job(options: SwapOptions, target: str, output: str, *,
     except BaseException:
         src.close()
         raise
+    report.frames_expected = src.info.frames
     mode = "live" if live or src.live else "file"
     settings = PipelineSettings(batch=options.batch_size,
                                 tracker=TrackerSettings(mode=mode, window=options.smoothing_window,
-                                                        target_threshold=engine.threshold),
+                                                        target_threshold=engine.threshold,
+                                                        # a still has one frame: no run of hits to wait for
+                                                        **({"min_hits": 1} if src.kind == "image" else {})),
                                 map_to_targets=engine.targets is not None)
 
     def count(frames_with_faces: int, faces: int) -> None:

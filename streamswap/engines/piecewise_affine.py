@@ -42,11 +42,6 @@ def triangulate(points: np.ndarray) -> np.ndarray:
     return np.asarray(Delaunay(points).simplices, dtype=np.int64)
 
 
-def _homogeneous(tri_pts: torch.Tensor) -> torch.Tensor:
-    """(..., T, 3, 2) triangle corners -> (..., T, 3, 3) rows [x, y, 1]."""
-    return torch.cat([tri_pts, torch.ones_like(tri_pts[..., :1])], dim=-1)
-
-
 def warp_maps(src_pts: torch.Tensor, dst_pts: torch.Tensor, triangles: torch.Tensor,
               size: tuple[int, int], step: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-pixel source coordinates for each target geometry.
@@ -63,15 +58,18 @@ def warp_maps(src_pts: torch.Tensor, dst_pts: torch.Tensor, triangles: torch.Ten
     ys = torch.arange(gh, device=dev, dtype=dt) * step
     xs = torch.arange(gw, device=dev, dtype=dt) * step
     grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).reshape(-1, 2)  # (N, 2) x, y
-    grid_h = torch.cat([grid, torch.ones_like(grid[:, :1])], 1)  # (N, 3)
-    d = _homogeneous(dst_pts[:, triangles])  # (B, T, 3, 3): rows are corners
+    corner = dst_pts[:, triangles]  # (B, T, 3, 2) target corners
+    a = corner[:, :, 0]
+    e1, e2 = corner[:, :, 1] - a, corner[:, :, 2] - a  # (B, T, 2)
+    den = e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0]  # twice the signed area
+    usable = den.abs() > 1e-6  # a collapsed target triangle holds no pixel
+    den = torch.where(usable, den, torch.ones_like(den))
+    rel = grid[None, :, None, :] - a[:, None]  # (B, N, T, 2)
+    wb = (rel[..., 0] * e2[:, None, :, 1] - rel[..., 1] * e2[:, None, :, 0]) / den[:, None]
+    wc = (e1[:, None, :, 0] * rel[..., 1] - e1[:, None, :, 1] * rel[..., 0]) / den[:, None]
+    bary = torch.stack([1 - wb - wc, wb, wc], -1)  # (B, N, T, 3) barycentric weights
     s = src_pts[triangles].to(dt)  # (T, 3, 2)
-    # Degenerate (zero-area) target triangles get a tiny jitter instead of a singular solve.
-    det = torch.linalg.det(d)
-    d = torch.where(det.abs()[..., None, None] < 1e-6, d + 1e-3 * torch.eye(3, device=dev, dtype=dt), d)
-    inv = torch.linalg.inv(d)  # barycentric weights of p = [x, y, 1] @ inv
-    bary = torch.einsum("nk,btkj->bntj", grid_h, inv)  # (B, N, T, 3)
-    inside = bary.amin(-1) >= -1e-4
+    inside = (bary.amin(-1) >= -1e-4) & usable[:, None]
     tri = inside.to(torch.uint8).argmax(-1)  # first triangle holding the pixel
     hit = inside.any(-1)
     wts = torch.gather(bary, 2, tri[..., None, None].expand(-1, -1, 1, 3)).squeeze(2)  # (B, N, 3)

@@ -1,0 +1,77 @@
+"""`streamswap swap`: put a source face into an image or a video."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from streamswap.cli import app
+
+
+def run_swap(options: Any, target: str, output: str, *, quiet: bool, as_json: bool, label: str = "swap") -> Any:
+    """Run a swap job with a rich progress display (frames/s, ETA, faces) and a summary."""
+    from streamswap.api import swap_video
+
+    console = Console(stderr=True, quiet=quiet)
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), TimeElapsedColumn(),
+                        console=console, transient=False)
+    task: list[Any] = []
+
+    def show(stats: Any, report: Any) -> None:
+        if not task:
+            progress.start()
+            task.append(progress.add_task(label, total=report.frames_expected, rate=""))
+        progress.update(task[0], completed=stats.frames_out,
+                        rate=f"{stats.frames_per_s:5.1f} fps  faces {report.faces_swapped}")
+
+    try:
+        report = swap_video(options, target, output, progress=None if quiet else show,
+                            notice=lambda m: console.print(f"[yellow]note:[/] {escape(m)}", highlight=False, soft_wrap=True))
+    finally:
+        progress.stop()
+    if as_json:
+        typer.echo(json.dumps(asdict(report), indent=2, default=str))
+    console.print(f"[green]done[/] ({report.engine} engine): {report.frames} frames, {report.frames_swapped} with a "
+                  f"swapped face, {report.elapsed_s:.1f} s ({report.fps:.1f} fps) -> {escape(report.output)}",
+                  highlight=False, soft_wrap=True)
+    for note in report.notes:
+        if not note.startswith("GHOST models not found"):  # already shown at the start
+            console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    return report
+
+
+@app.command()
+def swap(
+    source: list[str] = typer.Option(..., "--source", "-s", help="Face image to put in (repeat for several people)."),
+    target: str = typer.Option(..., "--target", "-t", help="Image or video to change."),
+    output: str = typer.Option(..., "--output", "-o", help="Where to write the result (image or video)."),
+    target_face: list[str] = typer.Option([], "--target-face", help="Reference photo of the person source i replaces "
+                                          "(one per --source, in order); others are left alone."),
+    similarity: float = typer.Option(None, help="Identity threshold for --target-face (default: the engine's)."),
+    source_face_index: int = typer.Option(None, help="Which face of a source image with several (0 = leftmost)."),
+    engine: str = typer.Option("auto", help="ghost, lite or auto (ghost when its models are present)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    batch_size: int = typer.Option(8, help="Frames per model call."),
+    detect_every: int = typer.Option(1, help="Run the face detector every N frames (track in between)."),
+    crf: int = typer.Option(18, help="Output quality: x264 CRF, 0 (best) .. 51."),
+    preset: str = typer.Option("medium", help="x264 speed preset (ultrafast .. veryslow)."),
+    encoder: str = typer.Option("auto", help="auto, x264 or nvenc."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display or summary."),
+) -> None:
+    """Swap a face into an image or a video (audio and timing kept; output marked as synthetic)."""
+    from streamswap.api import SwapOptions
+
+    options = SwapOptions(sources=tuple(source), target_faces=tuple(target_face), similarity=similarity,
+                          source_face_index=source_face_index, engine=engine, device=device,  # type: ignore[arg-type]
+                          batch_size=batch_size, detect_every=detect_every, crf=crf, preset=preset,
+                          encoder=encoder, overwrite=overwrite)
+    run_swap(options, target, output, quiet=quiet, as_json=as_json)
