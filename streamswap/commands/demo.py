@@ -64,7 +64,7 @@ def demo(
     source = shipped_image("tom_hanks")
     console.print(f"source face: {escape(str(source))} (shipped with insightface)", highlight=False, soft_wrap=True)
     output = out_dir / "swapped.mp4"
-    options = SwapOptions(sources=(str(source),), engine="lite", detect_every=5, preset="veryfast", overwrite=True)
+    options = SwapOptions(sources=(str(source),), engine="lite", preset="veryfast", overwrite=True)
     report = run_swap(options, str(target), str(output), quiet=quiet, as_json=False, label="demo")
     typer.echo(f"demo video (lite engine, {report.frames_swapped}/{report.frames} frames with a swapped face): "
                f"{output.resolve()}")

@@ -59,7 +59,8 @@ def swap(
     engine: str = typer.Option("auto", help="ghost, lite or auto (ghost when its models are present)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     batch_size: int = typer.Option(8, help="Frames per model call."),
-    detect_every: int = typer.Option(1, help="Run the face detector every N frames (track in between)."),
+    detect_every: int = typer.Option(None, help="Run the face detector every N frames, landmarks following the "
+                                     "faces in between (default: 5 for lite, 1 for ghost)."),
     crf: int = typer.Option(18, help="Output quality: x264 CRF, 0 (best) .. 51."),
     preset: str = typer.Option("medium", help="x264 speed preset (ultrafast .. veryslow)."),
     encoder: str = typer.Option("auto", help="auto, x264 or nvenc."),
