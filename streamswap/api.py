@@ -1,4 +1,4 @@
-"""The Python API the CLI is a thin layer over: `swap_video`, `swap_image` (and `live_swap`).
+"""The Python API the CLI is a thin layer over: `swap_video`, `swap_image`, `live_swap`.
 
     from streamswap.api import SwapOptions, swap_video
     report = swap_video(SwapOptions(sources=("me.jpg",)), "clip.mp4", "out.mp4")
@@ -68,7 +68,11 @@ class SwapReport:
     input: str
     output: str
     frames_expected: int | None = None
+    frames_in: int = 0
     frames: int = 0
+    dropped: int = 0
+    latency_p50_s: float | None = None
+    latency_p95_s: float | None = None
     frames_swapped: int = 0
     faces_swapped: int = 0
     elapsed_s: float = 0.0
@@ -136,6 +140,8 @@ def _check_io(options: SwapOptions, target: str, output: str) -> None:
     for path in (*options.sources, *options.target_faces):
         if not Path(path).is_file():
             raise InputError(f"image not found: {path}")
+    if output == "preview" or classify(output) == "network":
+        return
     out = Path(output)
     if Path(target).exists() and out.exists() and os.path.samefile(target, out):
         raise InputError(f"output {output} is the input file; choose another output path")
@@ -168,11 +174,30 @@ class ImageSink:
         pass
 
 
+def _open_sink(output: str, src: Any, options: SwapOptions, device: torch.device, gpu: Any) -> Any:
+    """The sink for `output`: an image file, a video file, an rtsp:// or rtmp:// stream, or
+    "preview" (a window)."""
+    from streamswap.video.nv import choose_encoder
+    from streamswap.video.sinks import EncodeSettings, FileSink, NetworkSink, PreviewSink
+
+    settings = EncodeSettings(encoder=options.encoder, crf=options.crf, preset=options.preset)
+    if output == "preview":
+        return PreviewSink()
+    if classify(output) == "network":
+        return NetworkSink(output, src.info, settings)
+    if src.kind == "image" and classify(output) == "image":
+        return ImageSink(output)
+    enc = choose_encoder(options.encoder, device=device, gpu=gpu)
+    return FileSink(output, src.info, settings, enc, overwrite=options.overwrite,
+                    audio_from=src.spec if src.kind == "file" else None, metadata={"comment": SYNTHETIC_COMMENT})
+
+
 def _run_job(options: SwapOptions, target: str, output: str, *,
              progress: Callable[[GraphStats, SwapReport], None] | None, live: bool = False,
-             notice: Callable[[str], None] | None = None) -> SwapReport:
-    from streamswap.video.nv import GpuProbe, choose_encoder, probe_gpu
-    from streamswap.video.sinks import EncodeSettings, FileSink
+             max_frames: int | None = None, rtsp_transport: str = "tcp",
+             notice: Callable[[str], None] | None = None,
+             on_graph: Callable[[Graph], None] | None = None) -> SwapReport:
+    from streamswap.video.nv import GpuProbe, probe_gpu
     from streamswap.video.sources import SourceOptions, open_source
 
     _check_io(options, target, output)
@@ -185,28 +210,22 @@ def _run_job(options: SwapOptions, target: str, output: str, *,
     if message:
         report.notes.append(message)
     gpu = probe_gpu(device) if device.type == "cuda" else GpuProbe(False, None, False, "not probed", False, "not probed")
-    src = open_source(target, SourceOptions(device=str(device)), gpu=gpu)
-    is_image = src.kind == "image" and classify(output) == "image"
+    # a live job reads a file at its frame rate, as a camera would deliver it
+    src = open_source(target, SourceOptions(device=str(device), pace=live, max_frames=max_frames,
+                                            transport=rtsp_transport), gpu=gpu)
     try:
-        if is_image:
-            sink: Any = ImageSink(output)
-        else:
-            enc = choose_encoder(options.encoder, device=device, gpu=gpu)
-            sink = FileSink(output, src.info, EncodeSettings(encoder=options.encoder, crf=options.crf,
-                                                             preset=options.preset), enc,
-                            overwrite=options.overwrite, audio_from=src.spec if src.kind == "file" else None,
-                            metadata={"comment": SYNTHETIC_COMMENT})
+        sink = _open_sink(output, src, options, device, gpu)
     except BaseException:
         src.close()
         raise
-    report.frames_expected = src.info.frames
+    report.frames_expected = src.info.frames if max_frames is None else min(src.info.frames or max_frames, max_frames)
     mode = "live" if live or src.live else "file"
-    settings = PipelineSettings(batch=options.batch_size,
+    settings = PipelineSettings(batch=1 if mode == "live" else options.batch_size,
                                 tracker=TrackerSettings(mode=mode, window=options.smoothing_window,
                                                         target_threshold=engine.threshold,
                                                         # a still has one frame: no run of hits to wait for
                                                         **({"min_hits": 1} if src.kind == "image" else {})),
-                                map_to_targets=engine.targets is not None)
+                                map_to_targets=engine.targets is not None, queue=1 if mode == "live" else 0)
 
     def count(frames_with_faces: int, faces: int) -> None:
         report.frames_swapped += frames_with_faces
@@ -216,19 +235,24 @@ def _run_job(options: SwapOptions, target: str, output: str, *,
                   [analyse_stage(engine.analyser, settings, engine.targets is not None),
                    track_stage(settings, engine.targets),
                    swap_stage(engine.swappers, settings, device, count)],
-                  Sink("encode", sink.write, sink.close), mode=mode, gpu_memory=cuda_memory_probe(device))
+                  Sink("encode", sink.write, sink.close, queue_size=2 if mode == "live" else 8), mode=mode,
+                  gpu_memory=cuda_memory_probe(device))
+    if on_graph is not None:
+        on_graph(graph)
     t0 = time.monotonic()
     try:
-        stats = graph.run(progress=(lambda s: progress(s, report)) if progress else None, interval_s=0.2)
+        graph.run(progress=(lambda s: progress(s, report)) if progress else None, interval_s=0.2)
     finally:
         final = graph.stats()
         report.elapsed_s = time.monotonic() - t0
+        report.frames_in = final.stage("decode").items  # what entered the graph (a live source may have read one more)
         report.frames = final.frames_out
+        report.dropped = final.dropped
         report.fps = final.frames_per_s
+        report.latency_p50_s, report.latency_p95_s = final.latency_p50_s, final.latency_p95_s
         report.graph = final.to_dict()
     if report.frames_swapped == 0:
         report.notes.append("no face found in the target: the output is a copy of the input")
-    del stats
     return report
 
 
@@ -237,6 +261,45 @@ def swap_video(options: SwapOptions, target: str, output: str, *,
                notice: Callable[[str], None] | None = None) -> SwapReport:
     """Swap the source face(s) into a video (or image) file; see `SwapOptions`."""
     return _run_job(options, target, output, progress=progress, notice=notice)
+
+
+def live_swap(options: SwapOptions, input: str, output: str, *, max_frames: int | None = None,
+              rtsp_transport: str = "tcp", progress: Callable[[GraphStats, SwapReport], None] | None = None,
+              notice: Callable[[str], None] | None = None) -> SwapReport:
+    """Swap faces in a live input (webcam, rtsp://, or a file read at its frame rate) with bounded
+    latency: causal tracking, batch 1, the oldest frames dropped when the pipeline lags (counted
+    in the report). output: a file, rtsp:// or rtmp:// URL, or "preview". Stops at the end of the
+    input, after `max_frames`, or on Ctrl-C (the output is finalised)."""
+    return _run_job(options, input, output, progress=progress, live=True, max_frames=max_frames,
+                    rtsp_transport=rtsp_transport, notice=notice)
+
+
+class LiveSwap:
+    """A live job you can stop from another thread: `LiveSwap(options, input, output).run()` in one
+    thread, `.stop()` in another (the output is finalised either way). See `live_swap`."""
+
+    def __init__(self, options: SwapOptions, input: str, output: str, *, max_frames: int | None = None,
+                 rtsp_transport: str = "tcp") -> None:
+        self.options, self.input, self.output = options, input, output
+        self.max_frames, self.rtsp_transport = max_frames, rtsp_transport
+        self._graph: Graph | None = None
+        self._stop_early = False
+
+    def _attach(self, graph: Graph) -> None:
+        self._graph = graph
+        if self._stop_early:
+            graph.stop()
+
+    def run(self, progress: Callable[[GraphStats, SwapReport], None] | None = None) -> SwapReport:
+        """Run until the input ends, `max_frames`, `stop()` or Ctrl-C; returns the report."""
+        return _run_job(self.options, self.input, self.output, progress=progress, live=True,
+                        max_frames=self.max_frames, rtsp_transport=self.rtsp_transport, on_graph=self._attach)
+
+    def stop(self) -> None:
+        """Stop the running job cleanly (safe to call before `run` starts the graph)."""
+        self._stop_early = True
+        if self._graph is not None:
+            self._graph.stop()
 
 
 def swap_image(options: SwapOptions, target: str, output: str, *,

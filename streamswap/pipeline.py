@@ -67,6 +67,11 @@ class PipelineSettings:
     batch: int = 8
     tracker: TrackerSettings = TrackerSettings()
     map_to_targets: bool = False
+    queue: int = 0  # frames waiting before each stage (0: two batches); live jobs keep it at 1
+
+    @property
+    def queue_size(self) -> int:
+        return self.queue or 2 * self.batch
 
 
 def stack_images(frames: Sequence[Frame]) -> torch.Tensor:
@@ -91,7 +96,7 @@ def analyse_stage(analyser: Analyser, settings: PipelineSettings, with_identity:
             out.append(Frame(frame.index, frame.pts, frame.time_base, frame.image, frame.faces, extras))
         return out
 
-    return Stage("analyse", run, BatchPolicy(settings.batch, 0.05), queue_size=2 * settings.batch)
+    return Stage("analyse", run, BatchPolicy(settings.batch, 0.05), queue_size=settings.queue_size)
 
 
 def _follow(landmarks: np.ndarray, raw_kps: np.ndarray, smooth_kps: np.ndarray) -> np.ndarray:
@@ -148,7 +153,7 @@ class TrackStep:
 def track_stage(settings: PipelineSettings, targets: np.ndarray | None) -> Stage:
     """Track and smooth faces; lags by the tracker's window in file mode (flushed at the end)."""
     step = TrackStep(settings, targets)
-    return Stage("track", step, BatchPolicy(settings.batch, 0.0), queue_size=2 * settings.batch, flush=step.flush)
+    return Stage("track", step, BatchPolicy(settings.batch, 0.0), queue_size=settings.queue_size, flush=step.flush)
 
 
 def faces_of(frames: Sequence[Frame], source: int, device: torch.device) -> tuple[FaceBatch, list[int]]:
@@ -184,6 +189,6 @@ def swap_stage(swappers: Sequence[Swapper], settings: PipelineSettings, device: 
         hwc = images.permute(0, 2, 3, 1)
         return [f.with_image(hwc[i].contiguous()) if f.faces else f for i, f in enumerate(frames)]
 
-    return Stage("swap", run, BatchPolicy(settings.batch, 0.05), queue_size=2 * settings.batch)
+    return Stage("swap", run, BatchPolicy(settings.batch, 0.05), queue_size=settings.queue_size)
 
 

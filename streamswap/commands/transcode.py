@@ -25,6 +25,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from streamswap.cli import app
+from streamswap.devices import resolve_device
 from streamswap.errors import InputError, PipelineError
 
 if TYPE_CHECKING:  # the runtime imports (torch, av) wait until the command runs: other commands start fast
@@ -33,20 +34,6 @@ if TYPE_CHECKING:  # the runtime imports (torch, av) wait until the command runs
     from streamswap.stream import GraphStats
     from streamswap.video.nv import BackendChoice
     from streamswap.video.sources import VideoSource
-
-
-def _device(name: str) -> torch.device:
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise InputError(f"unknown --device {name!r} (auto, cpu, cuda or cuda:N)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda asked for, but no CUDA device is available (use --device cpu)")
-    return dev
 
 
 def _output_kind(output: str) -> str:
@@ -160,7 +147,7 @@ def transcode(
     from streamswap.video.sources import SourceOptions, open_source
 
     console = Console(stderr=True)
-    dev = _device(device)
+    dev = resolve_device(device)
     settings = EncodeSettings(encoder=encoder, crf=crf, preset=preset, threads=threads)
     try:
         injected = Fault.parse(fault) if fault else Fault.from_env()

@@ -145,6 +145,15 @@ class _Runner:
         for t in self.threads:
             t.start()
 
+    def _finish(self, close: Callable[[], None] | None) -> None:
+        """Run the spec's close hook (a failure there fails the graph), then stop the meter."""
+        try:
+            if close:
+                close()
+        except Exception as exc:  # noqa: BLE001
+            self.control.fail(self.name, None, exc)
+        self.meter.finish()
+
 
 class SourceRunner(_Runner):
     """Reads the source iterable into the first channel; in live mode never blocks, dropping the
@@ -181,12 +190,7 @@ class SourceRunner(_Runner):
             self.control.fail(self.name, count, exc)
         finally:
             self.out.producer_done()
-            try:
-                if self.spec.close:
-                    self.spec.close()
-            except Exception as exc:  # noqa: BLE001
-                self.control.fail(self.name, None, exc)
-            self.meter.finish()
+            self._finish(self.spec.close)
 
 
 class StageRunner(_Runner):
@@ -244,12 +248,7 @@ class StageRunner(_Runner):
                 self._alive -= 1
                 last = self._alive == 0
             if last:
-                try:
-                    if self.spec.close:
-                        self.spec.close()
-                except Exception as exc:  # noqa: BLE001
-                    self.control.fail(self.name, None, exc)
-                self.meter.finish()
+                self._finish(self.spec.close)
 
 
 class SinkRunner(_Runner):
