@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from streamswap.devices import resolve_device
-from streamswap.errors import InputError, ModelError
+from streamswap.engines.ghost import GhostParts
+from streamswap.errors import InputError
 from streamswap.frames import Frame
 from streamswap.pipeline import PipelineSettings, analyse_stage, swap_stage, track_stage
 from streamswap.stream import Graph, GraphStats, Sink, Source
@@ -43,7 +44,9 @@ class SwapOptions:
     are left alone); similarity: identity match threshold (None: the engine's default);
     engine: ghost, lite or auto (ghost when its models are present); detect_every: run the
     detector every N frames, landmarks following the face in between (None: the engine's
-    default, 5 for lite, whose HOG detector is the slow part); batch_size: frames per model call."""
+    default, 5 for lite, whose HOG detector is the slow part; ghost detects every frame);
+    batch_size: frames per model call; blocks: GHOST generator (1, 2 or 3 AAD blocks); sr: face
+    super-resolution after the generator; compile: torch.compile the generator."""
 
     sources: tuple[str, ...]
     target_faces: tuple[str, ...] = ()
@@ -58,6 +61,9 @@ class SwapOptions:
     encoder: str = "auto"
     overwrite: bool = False
     smoothing_window: int = 15
+    blocks: int = 2
+    sr: bool = False
+    compile: bool = False
 
 
 @dataclass
@@ -82,19 +88,17 @@ class SwapReport:
 
 
 def choose_engine(requested: str) -> tuple[str, str | None]:
-    """("ghost" | "lite", a notice for the user or None)."""
+    """("ghost" | "lite", a notice for the user or None). auto: ghost when its models are present."""
     if requested not in ("auto", "ghost", "lite"):
         raise InputError(f"unknown --engine {requested!r} (ghost, lite or auto)")
-    if requested == "lite":
-        return "lite", None
+    if requested != "auto":
+        return requested, None
     from streamswap.doctor import ENGINE_MODELS
     from streamswap.models.registry import Registry, RegistryConfig
 
     reg = Registry(RegistryConfig.from_env())
-    missing = [n for n in ENGINE_MODELS["ghost"] if reg.find(reg.spec(n)) is None]
-    if requested == "ghost" or not missing:
-        raise ModelError("the ghost engine is not wired into the swap job yet; use --engine lite"
-                         + (f" (and {GHOST_HINT})" if missing else ""))
+    if all(reg.find(reg.spec(n)) is not None for n in ENGINE_MODELS["ghost"]):
+        return "ghost", None
     return "lite", f"GHOST models not found: using the lite engine (a fallback, not GHOST quality); {GHOST_HINT}"
 
 
@@ -129,6 +133,25 @@ def _lite_engine(options: SwapOptions) -> _Engine:
         targets = torch.cat(refs).cpu().numpy()
     return _Engine(LiteAnalyser(detector, identity, LITE_DETECT_EVERY if options.detect_every is None else options.detect_every), swappers, targets,
                    options.similarity if options.similarity is not None else LITE_MATCH_THRESHOLD)
+
+
+def _ghost_engine(options: SwapOptions, parts: GhostParts) -> _Engine:
+    from streamswap.engines.ghost import GhostAnalyser, GhostSwapper, source_embedding
+    from streamswap.faces.identity import GHOST_MATCH_THRESHOLD, largest_face
+    from streamswap.faces.image import read_image
+
+    device = parts.identity.device
+    swappers = [GhostSwapper(parts, source_embedding(parts, read_image(p, device), options.source_face_index,
+                                                     what=f"source {p}")) for p in options.sources]
+    targets = None
+    if options.target_faces:
+        refs = []
+        for path in options.target_faces:
+            image = read_image(path, device)
+            refs.append(parts.identity.embed(image, largest_face(parts.detector.detect(image), what=f"target face {path}")))
+        targets = torch.cat(refs).cpu().numpy()
+    return _Engine(GhostAnalyser(parts), swappers, targets,
+                   options.similarity if options.similarity is not None else GHOST_MATCH_THRESHOLD)
 
 
 def _check_io(options: SwapOptions, target: str, output: str) -> None:
@@ -196,16 +219,25 @@ def _run_job(options: SwapOptions, target: str, output: str, *,
              progress: Callable[[GraphStats, SwapReport], None] | None, live: bool = False,
              max_frames: int | None = None, rtsp_transport: str = "tcp",
              notice: Callable[[str], None] | None = None,
-             on_graph: Callable[[Graph], None] | None = None) -> SwapReport:
+             on_graph: Callable[[Graph], None] | None = None, parts: GhostParts | None = None) -> SwapReport:
     from streamswap.video.nv import GpuProbe, probe_gpu
     from streamswap.video.sources import SourceOptions, open_source
 
     _check_io(options, target, output)
-    engine_name, message = choose_engine(options.engine)
+    engine_name, message = ("ghost", None) if parts is not None else choose_engine(options.engine)
     if message and notice:
         notice(message)
     device = resolve_device(options.device)
-    engine = _lite_engine(options)
+    if engine_name == "ghost":
+        if parts is None:
+            from streamswap.engines.ghost import load_ghost_parts
+            from streamswap.models.registry import Registry, RegistryConfig
+
+            parts = load_ghost_parts(Registry(RegistryConfig.from_env()), device, blocks=options.blocks,
+                                     sr=options.sr, compile=options.compile)
+        engine = _ghost_engine(options, parts)
+    else:
+        engine = _lite_engine(options)
     report = SwapReport(engine=engine_name, input=target, output=output)
     if message:
         report.notes.append(message)
@@ -258,9 +290,10 @@ def _run_job(options: SwapOptions, target: str, output: str, *,
 
 def swap_video(options: SwapOptions, target: str, output: str, *,
                progress: Callable[[GraphStats, SwapReport], None] | None = None,
-               notice: Callable[[str], None] | None = None) -> SwapReport:
-    """Swap the source face(s) into a video (or image) file; see `SwapOptions`."""
-    return _run_job(options, target, output, progress=progress, notice=notice)
+               notice: Callable[[str], None] | None = None, parts: GhostParts | None = None) -> SwapReport:
+    """Swap the source face(s) into a video (or image) file; see `SwapOptions`. `parts`: run the
+    ghost engine with these networks instead of the published ones from the model cache."""
+    return _run_job(options, target, output, progress=progress, notice=notice, parts=parts)
 
 
 def live_swap(options: SwapOptions, input: str, output: str, *, max_frames: int | None = None,

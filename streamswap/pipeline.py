@@ -87,6 +87,7 @@ def _one_frame(faces: FaceBatch) -> FaceBatch:
 def analyse_stage(analyser: Analyser, settings: PipelineSettings, with_identity: bool) -> Stage:
     """Detect faces and landmarks in batches of frames."""
 
+    @torch.inference_mode()  # stages run in their own threads: no autograd anywhere in a job
     def run(frames: list[Frame]) -> list[Frame]:
         faces = analyser(stack_images(frames), with_identity)
         out = []
@@ -176,6 +177,7 @@ def swap_stage(swappers: Sequence[Swapper], settings: PipelineSettings, device: 
                count: Callable[[int, int], None] | None = None) -> Stage:
     """Swap every face in batches of frames; `count(frames_with_a_face, faces)` hears what was done."""
 
+    @torch.inference_mode()
     def run(frames: list[Frame]) -> list[Frame]:
         images = stack_images(frames).to(device)
         n_faces = 0

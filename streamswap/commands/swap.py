@@ -58,6 +58,9 @@ def swap(
     source_face_index: int = typer.Option(None, help="Which face of a source image with several (0 = leftmost)."),
     engine: str = typer.Option("auto", help="ghost, lite or auto (ghost when its models are present)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    blocks: int = typer.Option(2, help="GHOST generator: 1, 2 (GHOST's main model) or 3 AAD blocks."),
+    sr: bool = typer.Option(False, "--sr/--no-sr", help="Face super-resolution after the GHOST generator."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the GHOST generator (GPU; slow first batch)."),
     batch_size: int = typer.Option(8, help="Frames per model call."),
     detect_every: int = typer.Option(None, help="Run the face detector every N frames, landmarks following the "
                                      "faces in between (default: 5 for lite, 1 for ghost)."),
@@ -74,5 +77,5 @@ def swap(
     options = SwapOptions(sources=tuple(source), target_faces=tuple(target_face), similarity=similarity,
                           source_face_index=source_face_index, engine=engine, device=device,  # type: ignore[arg-type]
                           batch_size=batch_size, detect_every=detect_every, crf=crf, preset=preset,
-                          encoder=encoder, overwrite=overwrite)
+                          encoder=encoder, overwrite=overwrite, blocks=blocks, sr=sr, compile=compile)
     run_swap(options, target, output, quiet=quiet, as_json=as_json)

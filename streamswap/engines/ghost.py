@@ -1,0 +1,159 @@
+"""The ghost engine: GHOST's face swap with the published networks, on batches of faces.
+
+Per target face: GHOST's 224 crop (best of five pose templates), resized to 256 in [-1, 1]
+(bilinear both ways: GHOST-SPEC does not pin the interpolation of these two resizes);
+AEI-Net with the source's ArcFace embedding (fed unnormalised, as GHOST does); optional face
+super-resolution; back to 224; 2d106 landmarks of the generated and the target crop give the
+adaptive mask (hysteresis per track); paste-back with the inverse transform.
+
+The parts are handed in (`GhostParts`), so the same code runs the published networks
+(`load_ghost_parts`) and the tiny random-initialised ones the tests use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from streamswap.blend import paste_back
+from streamswap.errors import InputError, NoFaceError
+from streamswap.faces.align import GHOST_CROP, ghost_align, warp_crops
+from streamswap.faces.detect import SCRFDDetector
+from streamswap.faces.identity import TorchArcFace
+from streamswap.faces.landmarks import Landmark106
+from streamswap.faces.records import FaceBatch
+from streamswap.masks import GHOST_106, AdaptiveMasker, MaskSettings
+
+if TYPE_CHECKING:
+    from streamswap.models.registry import Registry
+
+GENERATOR_SIZE = 256
+#: generator(x_t (B, 3, 256, 256) in [-1, 1], z_id (B, 512)) -> (B, 3, 256, 256) in [-1, 1]
+Generator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: super_resolution((B, 3, 256, 256) in [0, 1]) -> (B, 3, 256, 256), clamped to [0, 1] after
+SuperResolution = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class GhostParts:
+    """The networks of the ghost engine, ready on one device."""
+
+    detector: SCRFDDetector
+    landmarker: Landmark106
+    identity: TorchArcFace
+    generator: Generator
+    super_resolution: SuperResolution | None = None
+
+
+class GhostAnalyser:
+    """SCRFD on every frame of a batch, 2d106 landmarks, ArcFace embeddings when asked.
+    __call__(frames (N, 3, H, W) uint8, with_identity) -> FaceBatch on the frames' device."""
+
+    def __init__(self, parts: GhostParts) -> None:
+        self.parts = parts
+
+    def __call__(self, frames: torch.Tensor, with_identity: bool) -> FaceBatch:
+        faces = self.parts.landmarker(frames, self.parts.detector.detect(frames))
+        if with_identity:
+            faces = faces.with_embeddings(self.parts.identity.embed(frames, faces))
+        return faces
+
+
+def source_embedding(parts: GhostParts, image: torch.Tensor, index: int | None = None,
+                     what: str = "the source image") -> torch.Tensor:
+    """The identity to put in: image (1, 3, H, W) uint8 -> (512,) float32, not normalised (GHOST
+    feeds the generator the raw embedding). With several faces `index` (left to right) picks one."""
+    faces = parts.detector.detect(image)
+    if len(faces) == 0:
+        raise NoFaceError(f"no face found in {what}; use a photo with one clearly visible face")
+    order = torch.argsort(faces.boxes[:, 0])
+    if index is None and len(faces) > 1:
+        raise InputError(f"{what} has {len(faces)} faces; choose one with --source-face-index 0..{len(faces) - 1} "
+                         "(counted left to right)")
+    index = 0 if index is None else index
+    if not 0 <= index < len(faces):
+        raise InputError(f"--source-face-index {index} is out of range: {what} has {len(faces)} face(s)")
+    face = faces.select(order[index].reshape(1))
+    m, _ = ghost_align(face.kps)
+    crop = warp_crops(image, face.frame_index, m.to(image.device), GHOST_CROP).round_()
+    return parts.identity.embed_crops(crop, normalise=False)[0]
+
+
+def _whole_crop_faces(k: int, device: torch.device) -> FaceBatch:
+    """Each of k 224 crops as one face covering it (GHOST runs 2d106 on the whole crop)."""
+    box = torch.tensor([[0.0, 0.0, GHOST_CROP, GHOST_CROP]], device=device).expand(k, 4)
+    return FaceBatch(n_frames=k, boxes=box.contiguous(), scores=torch.ones(k, device=device),
+                     kps=torch.zeros((k, 5, 2), device=device), frame_index=torch.arange(k, device=device))
+
+
+class GhostSwapper:
+    """One source identity onto batches of faces.
+
+    __call__(frames (N, 3, H, W) uint8 RGB, faces (smoothed keypoints), keys: track ids) ->
+    (N, 3, H, W) uint8 on the frames' device.
+    """
+
+    def __init__(self, parts: GhostParts, identity: torch.Tensor, hysteresis_frames: int = 5) -> None:
+        self.parts, self.identity = parts, identity
+        self.masker = AdaptiveMasker(MaskSettings(scheme=GHOST_106, size=GHOST_CROP, hysteresis_frames=hysteresis_frames))
+
+    def __call__(self, frames: torch.Tensor, faces: FaceBatch, keys: Sequence[int]) -> torch.Tensor:
+        k = len(faces)
+        if k == 0:
+            return frames
+        dev = frames.device
+        m, _ = ghost_align(faces.kps.to(dev))
+        fidx = faces.frame_index.to(dev)
+        target = warp_crops(frames, fidx, m, GHOST_CROP).round_()  # (K, 3, 224, 224) [0, 255]
+        x = F.interpolate(target / 127.5 - 1, size=(GENERATOR_SIZE, GENERATOR_SIZE), mode="bilinear",
+                          align_corners=False)
+        z = self.identity.to(dev, torch.float32)[None].expand(k, -1)
+        y = self.parts.generator(x, z).float()
+        if self.parts.super_resolution is not None:
+            y = self.parts.super_resolution((y + 1) / 2).float().clamp(0, 1) * 2 - 1
+        swapped = ((y.clamp(-1, 1) + 1) * 127.5).round()  # GHOST turns the output into uint8, then resizes
+        swapped = F.interpolate(swapped, size=(GHOST_CROP, GHOST_CROP), mode="bilinear", align_corners=False)
+        swapped = swapped.clamp(0, 255).round()
+        whole = _whole_crop_faces(k, dev)
+        gen_lm = self.parts.landmarker.landmarks(swapped.to(torch.uint8), whole)
+        tgt_lm = self.parts.landmarker.landmarks(target.to(torch.uint8), whole)
+        masks, _ = self.masker(gen_lm, tgt_lm, keys)
+        return paste_back(frames, swapped, masks, m, fidx)
+
+
+
+def load_ghost_parts(registry: "Registry", device: torch.device, *, blocks: int = 2, sr: bool = False,
+                     compile: bool = False) -> GhostParts:
+    """The published networks from the model cache (verified), ready on `device`: SCRFD
+    (scrfd_10g_bnkps, threshold 0.6 as GHOST), 2d106, GHOST's IResNet-100 (float32: its
+    activations pass fp16's range), AEI-Net G_unet_{blocks} (fp16 on CUDA), optional SR."""
+    from streamswap.faces.detect import DetectSettings
+    from streamswap.models.inference import InferenceSettings, prepare_generator, prepare_sr, run_generator
+    from streamswap.models.weights import build_model
+
+    if blocks not in (1, 2, 3):
+        raise InputError(f"--blocks {blocks}: GHOST publishes 1, 2 and 3 blocks")
+    g_name = {1: "G_unet_1block", 2: "G_unet_2blocks", 3: "G_unet_3blocks"}[blocks]
+    detector = SCRFDDetector.load(registry.require("scrfd_10g_bnkps"), DetectSettings(score_threshold=0.6),
+                                  device=device)
+    landmarker = Landmark106.load(registry.require("2d106det"), device=device)
+    identity = TorchArcFace(build_model("backbone", registry.require("backbone")), device, fp16=False)
+    settings = InferenceSettings(device=str(device), compile=compile)
+    net = prepare_generator(build_model(g_name, registry.require(g_name)), settings)  # type: ignore[arg-type]
+
+    def generator(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return run_generator(net, x, z, settings)
+
+    super_resolution = None
+    if sr:
+        sr_net = prepare_sr(build_model("10_net_G", registry.require("10_net_G")), str(device))  # type: ignore[arg-type]
+
+        def super_resolution(x: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode():
+                return sr_net(x)
+
+    return GhostParts(detector, landmarker, identity, generator, super_resolution)
