@@ -46,7 +46,12 @@ class SwapOptions:
     detector every N frames, landmarks following the face in between (None: the engine's
     default, 5 for lite, whose HOG detector is the slow part; ghost detects every frame);
     batch_size: frames per model call; blocks: GHOST generator (1, 2 or 3 AAD blocks); sr: face
-    super-resolution after the generator; compile: torch.compile the generator."""
+    super-resolution after the generator; compile: torch.compile the generator; start_s / end_s:
+    process only that time range of a video (the output starts at 0, audio kept in sync)."""
+
+    def __post_init__(self) -> None:
+        if self.start_s < 0 or (self.end_s is not None and self.end_s <= self.start_s):
+            raise InputError(f"--start {self.start_s} / --end {self.end_s}: need 0 <= start < end")
 
     sources: tuple[str, ...]
     target_faces: tuple[str, ...] = ()
@@ -64,6 +69,8 @@ class SwapOptions:
     blocks: int = 2
     sr: bool = False
     compile: bool = False
+    start_s: float = 0.0
+    end_s: float | None = None
 
 
 @dataclass
@@ -197,6 +204,21 @@ class ImageSink:
         pass
 
 
+def _time_range(src: Any, start_s: float, end_s: float | None) -> Any:
+    """The frames of `src` from `start_s` to `end_s`, timestamps shifted so the range starts at 0."""
+    if start_s > 2.0 and hasattr(src, "seek"):
+        src.seek(start_s)  # jump near the start instead of decoding everything before it
+    shift: int | None = None
+    for frame in src:
+        if frame.time < start_s - 1e-6:
+            continue
+        if end_s is not None and frame.time >= end_s - 1e-6:
+            break
+        if shift is None:
+            shift = int(round(start_s / frame.time_base))
+        yield Frame(frame.index, frame.pts - shift, frame.time_base, frame.image, frame.faces, frame.extras)
+
+
 def _open_sink(output: str, src: Any, options: SwapOptions, device: torch.device, gpu: Any) -> Any:
     """The sink for `output`: an image file, a video file, an rtsp:// or rtmp:// stream, or
     "preview" (a window)."""
@@ -212,7 +234,8 @@ def _open_sink(output: str, src: Any, options: SwapOptions, device: torch.device
         return ImageSink(output)
     enc = choose_encoder(options.encoder, device=device, gpu=gpu)
     return FileSink(output, src.info, settings, enc, overwrite=options.overwrite,
-                    audio_from=src.spec if src.kind == "file" else None, metadata={"comment": SYNTHETIC_COMMENT})
+                    audio_from=src.spec if src.kind == "file" else None, metadata={"comment": SYNTHETIC_COMMENT},
+                    audio_range=(options.start_s, options.end_s))
 
 
 def _run_job(options: SwapOptions, target: str, output: str, *,
@@ -263,7 +286,15 @@ def _run_job(options: SwapOptions, target: str, output: str, *,
         report.frames_swapped += frames_with_faces
         report.faces_swapped += faces
 
-    graph = Graph(Source("decode", src, src.close),
+    ranged = options.start_s > 0 or options.end_s is not None
+    if ranged and src.kind != "file":
+        src.close()
+        raise InputError("--start/--end apply to video files only")
+    frames = _time_range(src, options.start_s, options.end_s) if ranged else src
+    if ranged and report.frames_expected and src.info.fps:
+        end = options.end_s if options.end_s is not None else (src.info.duration_s or 0)
+        report.frames_expected = max(0, round((end - options.start_s) * float(src.info.fps)))
+    graph = Graph(Source("decode", frames, src.close),
                   [analyse_stage(engine.analyser, settings, engine.targets is not None),
                    track_stage(settings, engine.targets),
                    swap_stage(engine.swappers, settings, device, count)],

@@ -165,3 +165,20 @@ def test_errors_are_one_line_and_leave_nothing_behind(shared_data, tmp_path, cli
         _one_line_error(cli("swap", "--engine", "lite", *args), expected)
     assert existing.read_bytes() == b"keep me"
     assert not out.exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_a_time_range_starts_at_zero_with_its_own_audio(shared_data, tmp_path, cli):
+    video = shared_data / "videos" / "nggyup.mp4"
+    out = tmp_path / "range.mp4"
+    result = cli("swap", "-s", str(shared_data / "images" / "mark.jpg"), "-t", str(video), "-o", str(out),
+                 "--start", "3", "--end", "5", "--engine", "lite", "--preset", "ultrafast", "--quiet")
+    assert result.returncode == 0, result.stderr
+    facts = video_facts(out)
+    assert facts["frames"] == 60 and facts["times"][0] == 0.0  # 2 s at 30 fps, shifted to 0
+    with av.open(str(video)) as c:
+        wanted = [bytes(p) for p in c.demux(c.streams.audio[0])
+                  if p.dts is not None and p.size and 3.0 <= float(p.dts * p.time_base) <= 5.0]
+    assert audio_packets(out) == wanted
+    bad = cli("swap", "-s", str(shared_data / "images" / "mark.jpg"), "-t", str(video), "-o", str(tmp_path / "b.mp4"),
+              "--start", "5", "--end", "3", "--engine", "lite")
+    assert bad.returncode == 2 and "need 0 <= start < end" in bad.stderr

@@ -64,6 +64,8 @@ def swap(
     batch_size: int = typer.Option(8, help="Frames per model call."),
     detect_every: int = typer.Option(None, help="Run the face detector every N frames, landmarks following the "
                                      "faces in between (default: 5 for lite, 1 for ghost)."),
+    start: float = typer.Option(0.0, "--start", help="Process the video from this time (seconds)."),
+    end: float = typer.Option(None, "--end", help="Process the video up to this time (seconds)."),
     crf: int = typer.Option(18, help="Output quality: x264 CRF, 0 (best) .. 51."),
     preset: str = typer.Option("medium", help="x264 speed preset (ultrafast .. veryslow)."),
     encoder: str = typer.Option("auto", help="auto, x264 or nvenc."),
@@ -77,5 +79,6 @@ def swap(
     options = SwapOptions(sources=tuple(source), target_faces=tuple(target_face), similarity=similarity,
                           source_face_index=source_face_index, engine=engine, device=device,  # type: ignore[arg-type]
                           batch_size=batch_size, detect_every=detect_every, crf=crf, preset=preset,
-                          encoder=encoder, overwrite=overwrite, blocks=blocks, sr=sr, compile=compile)
+                          encoder=encoder, overwrite=overwrite, blocks=blocks, sr=sr, compile=compile,
+                          start_s=start, end_s=end)
     run_swap(options, target, output, quiet=quiet, as_json=as_json)

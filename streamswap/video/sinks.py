@@ -6,7 +6,8 @@ File output:
   Ctrl-C the sink still flushes the encoder, closes the container and renames, so the file is
   playable up to the last written frame (nothing is renamed if no frame was written);
 - each frame keeps its pts and time base, so variable frame rates stay in sync;
-- audio and subtitle streams of `audio_from` are copied packet by packet, not re-encoded,
+- audio and subtitle streams of `audio_from` are copied packet by packet, not re-encoded
+  (with `audio_range`, only that stretch of the input, shifted to start at 0 like the video),
   interleaved with the video by time (after an error, only up to the last written frame);
   streams the output container cannot hold are skipped with a note;
 - yuv420p (what players expect of H.264) needs even sizes: an odd width or height is padded by one
@@ -144,9 +145,10 @@ class _AnnexBWriter:
 class _StreamCopier:
     """Copies the input's audio and subtitle packets into the output, unchanged."""
 
-    def __init__(self, src: str, out: av.container.OutputContainer) -> None:
+    def __init__(self, src: str, out: av.container.OutputContainer, start_s: float = 0.0) -> None:
         self._in = av.open(src)
         self._out = out
+        self._start_s = start_s  # a time range's start: earlier packets are skipped, later ones shifted to 0
         self.notes: list[str] = []
         supported = out.supported_codecs
         self._map: dict[int, Any] = {}
@@ -181,10 +183,18 @@ class _StreamCopier:
             if pkt.dts is None:  # demux's flush packets carry no data
                 self._pending = None
                 continue
-            if until_s is not None and float(pkt.dts * pkt.time_base) > until_s:
+            t = float(pkt.dts * pkt.time_base) - self._start_s
+            if until_s is not None and t > until_s:
                 self._pending = pkt
                 return
             self._pending = None
+            if t < 0:
+                continue
+            if self._start_s:
+                shift = int(round(self._start_s / pkt.time_base))
+                pkt.dts -= shift
+                if pkt.pts is not None:
+                    pkt.pts -= shift
             pkt.stream = self._map[pkt.stream_index]
             self._out.mux(pkt)
             self.packets += 1
@@ -216,7 +226,8 @@ class FileSink:
 
     def __init__(self, path: str | os.PathLike[str], info: VideoInfo, settings: EncodeSettings,
                  choice: BackendChoice, *, audio_from: str | None = None, overwrite: bool = False,
-                 nvenc_factory: Callable[..., Any] | None = None, metadata: dict[str, str] | None = None) -> None:
+                 nvenc_factory: Callable[..., Any] | None = None, metadata: dict[str, str] | None = None,
+                 audio_range: tuple[float, float | None] = (0.0, None)) -> None:
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise InputError(f"output folder {self.path.parent} does not exist")
@@ -226,6 +237,7 @@ class FileSink:
             raise InputError(f"output {self.path} is a directory")
         self.info, self.settings, self.choice = info, settings, choice
         self._audio_from = audio_from
+        self._audio_range = audio_range  # (start, end) s of the input the video frames come from
         self._nvenc_factory = nvenc_factory or NvEncoder
         self.tmp = _temp_name(self.path)
         try:
@@ -261,7 +273,7 @@ class FileSink:
         else:
             self._writer = _X264Writer(self._out, W, H, self.info, self.settings)
         if self._audio_from:
-            self._copier = _StreamCopier(self._audio_from, self._out)
+            self._copier = _StreamCopier(self._audio_from, self._out, self._audio_range[0])
             self.report.notes += self._copier.notes
         self._size = (h, w)
 
@@ -295,7 +307,9 @@ class FileSink:
                         self._out.mux(pkt)
                 finally:
                     if self._copier:
-                        self._copier.pump(None if error is None else self._last_end_s)
+                        end = self._audio_range[1]
+                        span = None if end is None else end - self._audio_range[0]
+                        self._copier.pump(span if error is None else self._last_end_s)
                         self.report.audio_packets = self._copier.packets
         finally:
             try:

@@ -217,7 +217,17 @@ class PyAVFileSource(VideoSource):
             self.frames_read += 1
         self._check_complete()
 
+    def seek(self, seconds: float) -> None:
+        """Start decoding near `seconds` (at the keyframe before it; earlier frames still come
+        and are for the caller to skip). Call before iterating."""
+        self._container.seek(int(seconds / self._stream.time_base), stream=self._stream, backward=True)
+        self._first = None
+        self._frames = _decode_packets(self._container, self._stream, self._problems)
+        self._seeked = True
+
     def _check_complete(self) -> None:
+        if getattr(self, "_seeked", False):
+            return  # a time range: the frame count cannot be compared with the whole file's
         expected = self._stream.frames or None
         if self._opt.max_frames is not None:
             return
