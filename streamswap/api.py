@@ -170,7 +170,7 @@ def _check_io(options: SwapOptions, target: str, output: str) -> None:
     for path in (*options.sources, *options.target_faces):
         if not Path(path).is_file():
             raise InputError(f"image not found: {path}")
-    if output == "preview" or classify(output) == "network":
+    if output in ("preview", "virtual-cam") or classify(output) == "network":
         return
     out = Path(output)
     if Path(target).exists() and out.exists() and os.path.samefile(target, out):
@@ -223,11 +223,13 @@ def _open_sink(output: str, src: Any, options: SwapOptions, device: torch.device
     """The sink for `output`: an image file, a video file, an rtsp:// or rtmp:// stream, or
     "preview" (a window)."""
     from streamswap.video.nv import choose_encoder
-    from streamswap.video.sinks import EncodeSettings, FileSink, NetworkSink, PreviewSink
+    from streamswap.video.sinks import EncodeSettings, FileSink, NetworkSink, PreviewSink, VirtualCamSink
 
     settings = EncodeSettings(encoder=options.encoder, crf=options.crf, preset=options.preset)
     if output == "preview":
         return PreviewSink()
+    if output == "virtual-cam":
+        return VirtualCamSink(src.info)
     if classify(output) == "network":
         return NetworkSink(output, src.info, settings)
     if src.kind == "image" and classify(output) == "image":

@@ -74,8 +74,20 @@ def test_live_needs_exactly_one_output(shared_data, cli):
     for args in ([], ["--preview", "-o", "x.mp4"]):
         result = cli("live", "-s", mark, "-i", "0", *args)
         assert result.returncode == 2 and "choose one output" in result.stderr.strip().splitlines()[-1]
-    cam = cli("live", "-s", mark, "-i", "0", "--virtual-cam")
-    assert cam.returncode == 2 and "pyvirtualcam" in cam.stderr and "Traceback" not in cam.stderr
+    cam = cli("live", "-s", mark, "-i", str(shared_data / "videos" / "dance.mp4"), "--virtual-cam", "--engine", "lite")
+    assert cam.returncode == 2 and "cannot feed a virtual camera" in cam.stderr and "Traceback" not in cam.stderr
+
+
+def test_virtual_camera_needs_pyvirtualcam_and_a_loopback_device():
+    import importlib.util
+
+    from streamswap.video.sinks import virtual_cam_problem
+
+    if importlib.util.find_spec("pyvirtualcam") is None:
+        assert "pyvirtualcam" in virtual_cam_problem()
+    else:
+        assert "v4l2loopback" in virtual_cam_problem(devices=["Integrated Camera"])
+        assert virtual_cam_problem(devices=["Dummy video device (0x0000)"]) is None
 
 
 def test_live_swap_api_stops_cleanly_from_another_thread(shared_data, tmp_path):

@@ -45,10 +45,7 @@ def live(
     chosen = [x for x in (output is not None, preview, virtual_cam) if x]
     if len(chosen) != 1:
         raise InputError("choose one output: --output FILE|rtsp://...|rtmp://..., --preview or --virtual-cam")
-    if virtual_cam:
-        raise InputError("--virtual-cam needs pyvirtualcam and a v4l2loopback device, which this install lacks: "
-                         "`pip install pyvirtualcam` and `modprobe v4l2loopback`, or use --output rtsp://...")
-    target = "preview" if preview else output
+    target = "preview" if preview else ("virtual-cam" if virtual_cam else output)
     options = SwapOptions(sources=(source,), source_face_index=source_face_index, engine=engine,  # type: ignore[arg-type]
                           device=device, detect_every=detect_every, preset="veryfast", overwrite=overwrite)
     console = Console(stderr=True, quiet=quiet)

@@ -442,3 +442,42 @@ class PreviewSink:
             self._cv2.destroyWindow(self.title)
         except Exception:  # noqa: BLE001 - the window may already be gone
             pass
+
+
+def virtual_cam_problem(devices: list[str] | None = None) -> str | None:
+    """Why no virtual camera can be fed here (None: it can): pyvirtualcam must be installed and a
+    v4l2loopback device must exist (Linux). `devices`: /sys/class/video4linux entries' names."""
+    import importlib.util
+
+    if importlib.util.find_spec("pyvirtualcam") is None:
+        return "pyvirtualcam is not installed (`pip install pyvirtualcam`)"
+    if sys.platform.startswith("linux"):
+        if devices is None:
+            root = Path("/sys/class/video4linux")
+            devices = [(d / "name").read_text().strip() for d in root.iterdir()] if root.is_dir() else []
+        if not any("loopback" in name.lower() or "dummy" in name.lower() for name in devices):
+            return "no v4l2loopback device (`sudo modprobe v4l2loopback devices=1`)"
+    return None
+
+
+class VirtualCamSink:
+    """Feeds frames to a virtual camera (pyvirtualcam: v4l2loopback on Linux, OBS elsewhere) that
+    video-call apps can pick. InputError at construction where none can be fed."""
+
+    def __init__(self, info: VideoInfo) -> None:
+        why = virtual_cam_problem()
+        if why:
+            raise InputError(f"cannot feed a virtual camera: {why}")
+        import pyvirtualcam
+
+        fps = float(info.fps) if info.fps else 30.0
+        self._cam = pyvirtualcam.Camera(width=info.width, height=info.height, fps=fps)
+        self.report = SinkReport(self._cam.device, "virtual camera")
+
+    def write(self, frame: Frame) -> None:
+        self._cam.send(frame.image.cpu().numpy())
+        self.report.frames += 1
+
+    def close(self, error: BaseException | None = None) -> None:
+        self._cam.close()
+        self.report.finalised = True
