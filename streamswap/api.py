@@ -115,13 +115,15 @@ class _Engine:
     swappers: list[Any]
     targets: np.ndarray | None
     threshold: float
+    identity: dict[str, float] = field(default_factory=dict)  # tracker identity thresholds for these embeddings
 
 
 def _lite_engine(options: SwapOptions) -> _Engine:
     from streamswap.engines.lite import LiteAnalyser, LiteSwapper, prepare_source
     from streamswap.faces.image import read_image
     from streamswap.faces.identity import largest_face
-    from streamswap.faces.lite import LITE_MATCH_THRESHOLD, DlibDetector, DlibIdentity, LiteSettings
+    from streamswap.faces.lite import DlibDetector, DlibIdentity, LiteSettings
+    from streamswap.tracking import DLIB_IDENTITY
 
     detector = DlibDetector(LiteSettings(max_side=640))
     identity = DlibIdentity(detector) if options.target_faces else None
@@ -138,8 +140,11 @@ def _lite_engine(options: SwapOptions) -> _Engine:
             image = read_image(path)
             refs.append(identity.embed(image, largest_face(detector(image), what=f"target face {path}")))
         targets = torch.cat(refs).cpu().numpy()
-    return _Engine(LiteAnalyser(detector, identity, LITE_DETECT_EVERY if options.detect_every is None else options.detect_every), swappers, targets,
-                   options.similarity if options.similarity is not None else LITE_MATCH_THRESHOLD)
+    every = LITE_DETECT_EVERY if options.detect_every is None else options.detect_every
+    # dlib descriptors sit closer together than ArcFace's: the tracker needs its own thresholds
+    return _Engine(LiteAnalyser(detector, identity, every), swappers, targets,
+                   options.similarity if options.similarity is not None else DLIB_IDENTITY["target_threshold"],
+                   {k: v for k, v in DLIB_IDENTITY.items() if k != "target_threshold"})
 
 
 def _ghost_engine(options: SwapOptions, parts: GhostParts) -> _Engine:
@@ -279,7 +284,7 @@ def _run_job(options: SwapOptions, target: str, output: str, *,
     mode = "live" if live or src.live else "file"
     settings = PipelineSettings(batch=1 if mode == "live" else options.batch_size,
                                 tracker=TrackerSettings(mode=mode, window=options.smoothing_window,
-                                                        target_threshold=engine.threshold,
+                                                        target_threshold=engine.threshold, **engine.identity,
                                                         # a still has one frame: no run of hits to wait for
                                                         **({"min_hits": 1} if src.kind == "image" else {})),
                                 map_to_targets=engine.targets is not None, queue=1 if mode == "live" else 0)

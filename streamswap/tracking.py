@@ -51,6 +51,7 @@ from filterpy.kalman import rts_smoother
 from scipy.optimize import linear_sum_assignment
 
 from streamswap.errors import InputError
+from streamswap.faces.lite import LITE_MATCH_THRESHOLD
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +119,9 @@ class TrackerSettings:
 
 
 # Identity thresholds for the lite backend's dlib descriptors: on nggyup.mp4 and the shared
-# portraits, one person's faces scored cosine 0.89-0.96, different people's 0.77-0.90.
-DLIB_IDENTITY = {"identity_match": 0.93, "identity_reject": 0.82, "target_threshold": 0.9}
+# portraits, one person's faces scored cosine 0.89-0.96, different people's 0.77-0.90; binding to a
+# reference person uses the lite backend's one match threshold.
+DLIB_IDENTITY = {"identity_match": 0.93, "identity_reject": 0.82, "target_threshold": LITE_MATCH_THRESHOLD}
 
 
 @dataclass(frozen=True)
