@@ -57,6 +57,15 @@ def rtsp_server():
         proc.kill()
 
 
+def _wait_for(condition, what: str, timeout_s: float = 20.0) -> None:
+    """Poll `condition` until it holds; fail (never hang) after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(0.02)
+
+
 def _stamp(frame):
     img = frame.image.clone()
     for b in range(BITS):
@@ -86,8 +95,7 @@ def test_rtsp_round_trip_delivers_frames_in_order_with_low_latency(rtsp_server, 
                       Sink("publish", sink.write, sink.close))
     pub_thread = threading.Thread(target=publisher.run, daemon=True)
     pub_thread.start()
-    while len(published) < 10:
-        time.sleep(0.02)
+    _wait_for(lambda: len(published) >= 10, "the publisher's first frames")
 
     live = open_source(f"rtsp://127.0.0.1:{client_port}/live",
                        SourceOptions(transport="udp", read_timeout_s=2, reconnect=0))
@@ -155,14 +163,17 @@ def test_live_source_reconnects_when_the_stream_comes_back(rtsp_server, shared_d
             pass
 
     def publishers() -> None:
-        publish(0, 66)  # the whole clip, 2.6 s
-        if not finished.wait(1.0):  # the stream is gone for a while ...
-            publish(1000, 66)  # ... and comes back from a new publisher
+        try:
+            publish(0, 66)  # the whole clip, 2.6 s
+            if not finished.wait(1.0):  # the stream is gone for a while ...
+                publish(1000, 66)  # ... and comes back from a new publisher
+        except Exception as exc:  # noqa: BLE001 - reported by the wait below
+            sent["error"] = exc
 
     pub_thread = threading.Thread(target=publishers, daemon=True)
     pub_thread.start()
-    while sent["first"] < 10:
-        time.sleep(0.02)
+    _wait_for(lambda: sent["first"] >= 10 or "error" in sent, "the first publisher's frames")
+    assert "error" not in sent, f"the publisher failed: {sent.get('error')}"
     live = open_source(f"rtsp://127.0.0.1:{client_port}/live",
                        SourceOptions(transport="udp", read_timeout_s=1, reconnect=6, backoff_s=0.3))
     received: list[tuple[int, int]] = []
