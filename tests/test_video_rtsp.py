@@ -4,12 +4,15 @@ order with bounded latency."""
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +23,9 @@ from streamswap.video.sinks import EncodeSettings, NetworkSink
 from streamswap.video.sources import SourceOptions, open_source
 
 SERVER = shutil.which("rtsp-server-perl")
+# Two rtsp-server-perl instances at once break each other (seen under pytest -n 2: a publisher's
+# ANNOUNCE fails with "Invalid data"), so a server is started only while holding this lock.
+LOCK = Path(tempfile.gettempdir()) / "streamswap-tests-rtsp.lock"
 BITS, BLOCK = 12, 32  # frame index written as a row of 32x32 black/white blocks
 
 
@@ -34,27 +40,30 @@ def rtsp_server():
     """A fresh server per test (a bad publish request can take it down), on free ports."""
     if SERVER is None:
         pytest.skip("rtsp-server-perl is not installed (apt-get install rtsp-server-perl)")
-    client, source = _free_port(), _free_port()
-    proc = subprocess.Popen([SERVER, "--clientport", str(client), "--serverport", str(source),
-                             "--client_listen_address", "127.0.0.1", "--source_listen_address", "127.0.0.1",
-                             "--rtp_start_port", str(20000 + source % 20000)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
+    with open(LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one server at a time, across pytest-xdist workers (released on close)
+        client, source = _free_port(), _free_port()
+        proc = subprocess.Popen([SERVER, "--clientport", str(client), "--serverport", str(source),
+                                 "--client_listen_address", "127.0.0.1", "--source_listen_address", "127.0.0.1",
+                                 "--rtp_start_port", str(20000 + source % 20000)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            socket.create_connection(("127.0.0.1", source), timeout=0.2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", source), timeout=0.2).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        pytest.fail("rtsp-server-perl did not start")
+                    time.sleep(0.05)
+            yield client, source
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
                 proc.kill()
-                pytest.fail("rtsp-server-perl did not start")
-            time.sleep(0.05)
-    yield client, source
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def _wait_for(condition, what: str, timeout_s: float = 20.0) -> None:
