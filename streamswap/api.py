@@ -9,8 +9,6 @@ Every job runs the same stage graph (`pipeline.py`): source -> analyse -> track 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +26,7 @@ from streamswap.pipeline import PipelineSettings, analyse_stage, swap_stage, tra
 from streamswap.stream import Graph, GraphStats, Sink, Source
 from streamswap.stream.metrics import cuda_memory_probe
 from streamswap.tracking import TrackerSettings
-from streamswap.video.probe import classify
+from streamswap.video.probe import check_output_path, classify
 
 log = logging.getLogger(__name__)
 
@@ -177,58 +175,14 @@ def _check_io(options: SwapOptions, target: str, output: str) -> None:
             raise InputError(f"image not found: {path}")
     if output in ("preview", "virtual-cam") or classify(output) == "network":
         return
-    out = Path(output)
-    if Path(target).exists() and out.exists() and os.path.samefile(target, out):
-        raise InputError(f"output {output} is the input file; choose another output path")
-    if out.exists() and not options.overwrite:
-        raise InputError(f"output {output} exists (pass --overwrite to replace it)")
-    if not out.parent.is_dir():
-        raise InputError(f"output folder {out.parent} does not exist")
-
-
-class ImageSink:
-    """Writes the one frame of an image job to an image file, atomically (temp name + rename)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = Path(path)
-        self.frames = 0
-
-    def write(self, frame: Frame) -> None:
-        import cv2
-
-        ok, data = cv2.imencode(self.path.suffix or ".png", np.ascontiguousarray(frame.image.cpu().numpy()[:, :, ::-1]))
-        if not ok:
-            raise InputError(f"cannot encode {self.path.suffix!r} images; use .png or .jpg")
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=self.path.suffix)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.tobytes())
-        os.replace(tmp, self.path)
-        self.frames += 1
-
-    def close(self, error: BaseException | None = None) -> None:
-        pass
-
-
-def _time_range(src: Any, start_s: float, end_s: float | None) -> Any:
-    """The frames of `src` from `start_s` to `end_s`, timestamps shifted so the range starts at 0."""
-    if start_s > 2.0 and hasattr(src, "seek"):
-        src.seek(start_s)  # jump near the start instead of decoding everything before it
-    shift: int | None = None
-    for frame in src:
-        if frame.time < start_s - 1e-6:
-            continue
-        if end_s is not None and frame.time >= end_s - 1e-6:
-            break
-        if shift is None:
-            shift = int(round(start_s / frame.time_base))
-        yield Frame(frame.index, frame.pts - shift, frame.time_base, frame.image, frame.faces, frame.extras)
+    check_output_path(target, output, options.overwrite)
 
 
 def _open_sink(output: str, src: Any, options: SwapOptions, device: torch.device, gpu: Any) -> Any:
     """The sink for `output`: an image file, a video file, an rtsp:// or rtmp:// stream, or
     "preview" (a window)."""
     from streamswap.video.nv import choose_encoder
-    from streamswap.video.sinks import EncodeSettings, FileSink, NetworkSink, PreviewSink, VirtualCamSink
+    from streamswap.video.sinks import EncodeSettings, FileSink, ImageSink, NetworkSink, PreviewSink, VirtualCamSink
 
     settings = EncodeSettings(encoder=options.encoder, crf=options.crf, preset=options.preset)
     if output == "preview":
@@ -251,7 +205,7 @@ def _run_job(options: SwapOptions, target: str, output: str, *,
              notice: Callable[[str], None] | None = None,
              on_graph: Callable[[Graph], None] | None = None, parts: GhostParts | None = None) -> SwapReport:
     from streamswap.video.nv import GpuProbe, probe_gpu
-    from streamswap.video.sources import SourceOptions, open_source
+    from streamswap.video.sources import SourceOptions, open_source, time_range
 
     _check_io(options, target, output)
     engine_name, message = ("ghost", None) if parts is not None else choose_engine(options.engine)
@@ -297,7 +251,7 @@ def _run_job(options: SwapOptions, target: str, output: str, *,
     if ranged and src.kind != "file":
         src.close()
         raise InputError("--start/--end apply to video files only")
-    frames = _time_range(src, options.start_s, options.end_s) if ranged else src
+    frames = time_range(src, options.start_s, options.end_s) if ranged else src
     if ranged and report.frames_expected and src.info.fps:
         end = options.end_s if options.end_s is not None else (src.info.duration_s or 0)
         report.frames_expected = max(0, round((end - options.start_s) * float(src.info.fps)))

@@ -26,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from streamswap.cli import app
 from streamswap.devices import resolve_device
+from streamswap.video.probe import check_output_path
 from streamswap.errors import InputError, PipelineError
 
 if TYPE_CHECKING:  # the runtime imports (torch, av) wait until the command runs: other commands start fast
@@ -42,17 +43,6 @@ def _output_kind(output: str) -> str:
     if output == "preview":
         return "preview"
     return "network" if classify(output) == "network" else "file"
-
-
-def _check_paths(inp: str, out: str, overwrite: bool) -> None:
-    """Refuse writing over the input (whatever the spelling) or over an existing file."""
-    from streamswap.video.probe import classify
-
-    if classify(inp) in ("file", "image") and Path(inp).exists() and Path(out).exists():
-        if Path(inp).resolve() == Path(out).resolve() or os.path.samefile(inp, out):
-            raise InputError(f"output {out} is the input file; choose another output path")
-    if Path(out).exists() and not overwrite:
-        raise InputError(f"output {out} exists (pass --overwrite to replace it)")
 
 
 def _precheck_input(inp: str) -> None:
@@ -136,7 +126,7 @@ def transcode(
     # unusable inputs and outputs fail fast, before torch is even imported
     out_kind = _output_kind(output)
     if out_kind == "file":
-        _check_paths(input, output, overwrite)
+        check_output_path(input, output, overwrite)
     _precheck_input(input)
     import torch
 

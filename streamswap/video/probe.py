@@ -144,3 +144,16 @@ def video_stream(container: av.container.InputContainer, name: str) -> av.video.
         raise InputError(f"{name}: video codec {tag or 'unknown'!s} is not supported "
                          "(re-encode it to H.264, e.g. with ffmpeg)")
     return stream
+
+
+def check_output_path(inp: str, out: str, overwrite: bool) -> None:
+    """Refuse writing over the input (whatever the spelling: `..`, symlinks) or, without
+    `overwrite`, over an existing file; the output's folder must exist. InputError otherwise."""
+    out_path = Path(out)
+    if classify(inp) in ("file", "image") and Path(inp).exists() and out_path.exists():
+        if Path(inp).resolve() == out_path.resolve() or os.path.samefile(inp, out):
+            raise InputError(f"output {out} is the input file; choose another output path")
+    if out_path.exists() and not overwrite:
+        raise InputError(f"output {out} exists (pass --overwrite to replace it)")
+    if not out_path.parent.is_dir():
+        raise InputError(f"output folder {out_path.parent} does not exist")

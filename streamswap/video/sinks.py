@@ -481,3 +481,31 @@ class VirtualCamSink:
     def close(self, error: BaseException | None = None) -> None:
         self._cam.close()
         self.report.finalised = True
+
+
+class ImageSink:
+    """Writes the one frame of an image job to an image file (by its suffix: .png, .jpg, ...),
+    atomically: a temporary name in the same folder, then a rename."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.report = SinkReport(str(self.path), "image")
+
+    def write(self, frame: Frame) -> None:
+        import tempfile
+
+        import cv2
+        import numpy as np
+
+        rgb = frame.image.cpu().numpy()
+        ok, data = cv2.imencode(self.path.suffix or ".png", np.ascontiguousarray(rgb[:, :, ::-1]))
+        if not ok:
+            raise InputError(f"cannot encode {self.path.suffix!r} images; use .png or .jpg")
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=self.path.suffix)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.tobytes())
+        os.replace(tmp, self.path)
+        self.report.frames += 1
+
+    def close(self, error: BaseException | None = None) -> None:
+        self.report.finalised = True

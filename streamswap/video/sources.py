@@ -464,3 +464,19 @@ def open_source(spec: str | os.PathLike[str], options: SourceOptions = SourceOpt
     info = src.info
     src.close()
     return NvDecFileSource(spec, options, choice, info)
+
+
+def time_range(src: VideoSource, start_s: float, end_s: float | None) -> Iterator[Frame]:
+    """The frames of `src` from `start_s` to `end_s` (seconds), timestamps shifted so the range
+    starts at 0 (a file sink given the same range shifts the copied audio alike)."""
+    if start_s > 2.0 and hasattr(src, "seek"):
+        src.seek(start_s)  # jump near the start instead of decoding everything before it
+    shift: int | None = None
+    for frame in src:
+        if frame.time < start_s - 1e-6:
+            continue
+        if end_s is not None and frame.time >= end_s - 1e-6:
+            break
+        if shift is None:
+            shift = int(round(start_s / frame.time_base))
+        yield Frame(frame.index, frame.pts - shift, frame.time_base, frame.image, frame.faces, frame.extras)
