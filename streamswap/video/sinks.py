@@ -188,7 +188,7 @@ class _StreamCopier:
                 self._pending = pkt
                 return
             self._pending = None
-            if t < 0:
+            if self._start_s and t < 0:  # before the range (a whole file keeps AAC's negative-dts priming)
                 continue
             if self._start_s:
                 shift = int(round(self._start_s / pkt.time_base))
