@@ -67,11 +67,11 @@ class PipelineSettings:
     batch: int = 8
     tracker: TrackerSettings = TrackerSettings()
     map_to_targets: bool = False
-    queue: int = 0  # frames waiting before each stage (0: two batches); live jobs keep it at 1
+    queue: int = 0  # frames waiting before each stage (0: one batch); live jobs keep it at 1
 
     @property
     def queue_size(self) -> int:
-        return self.queue or 2 * self.batch
+        return self.queue or max(2, self.batch)
 
 
 def stack_images(frames: Sequence[Frame]) -> torch.Tensor:

@@ -122,9 +122,13 @@ class LiteSwapper:
             raise InputError("the lite engine needs 68-point landmarks for every target face")
         s, src = self.settings.crop, self.source
         dev = frames.device
+        k = len(faces)
         m = self.crop_matrices(faces.kps.to(dev))
         lm = transform_points(faces.landmarks.to(dev).float(), m)  # (K, 68, 2) crop pixels
-        coords, inside = warp_maps(src.points.to(dev), with_support_points(lm), src.triangles.to(dev), (s, s))
+        # one face at a time: the per-pixel triangle test is (faces x pixels x triangles) large
+        dst = with_support_points(lm)
+        maps = [warp_maps(src.points.to(dev), dst[i:i + 1], src.triangles.to(dev), (s, s)) for i in range(k)]
+        coords, inside = torch.cat([c for c, _ in maps]), torch.cat([m_ for _, m_ in maps])
         warped = sample(src.image.to(dev), coords)  # (K, 3, s, s) in [0, 255]
         target = warp_crops(frames, faces.frame_index.to(dev), m, s)
         masks, _ = self.masker(lm, lm, keys)  # the warp gives the target's shape: offset 0

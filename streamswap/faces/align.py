@@ -111,13 +111,34 @@ def warp_crops(frames: torch.Tensor, frame_index: torch.Tensor, m: torch.Tensor,
     frames: (N, C, H, W) uint8 or float, on the pipeline device; frame_index: (K,) which frame
     each crop comes from; m: (K, 2, 3) frame -> crop; size: side or (height, width).
     Returns (K, C, h, w) float32 in the frames' value range, on the frames' device.
-    Works `chunk` faces at a time: each needs a float copy of its whole frame.
+    Only the frame region each crop samples (its corners mapped back, plus bilinear slack) is
+    converted to float, `chunk` faces at a time: memory follows the faces, not the frame size.
     """
     h, w = (size, size) if isinstance(size, int) else size
-    out = torch.empty((m.shape[0], frames.shape[1], h, w), dtype=torch.float32, device=frames.device)
+    k = m.shape[0]
+    out = torch.empty((k, frames.shape[1], h, w), dtype=torch.float32, device=frames.device)
+    if k == 0:
+        return out
     m = m.to(device=frames.device, dtype=torch.float32)
-    for start in range(0, m.shape[0], chunk):
-        sl = slice(start, start + chunk)
-        src = frames[frame_index[sl]].float()
-        out[sl] = warp_affine(src, m[sl], (h, w), mode="bilinear", padding_mode="zeros", align_corners=True)
+    fh, fw = frames.shape[-2:]
+    inv = invert_affine(m.double())
+    corners = torch.tensor([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], dtype=torch.float64, device=m.device)
+    pts = corners[None] @ inv[:, :, :2].transpose(1, 2) + inv[:, None, :, 2]  # (K, 4, 2) frame pixels
+    lo = (torch.floor(pts.amin(1)) - 2).clamp_min(0)
+    hi = torch.ceil(pts.amax(1)) + 3
+    x0, y0 = lo[:, 0].clamp(max=fw).long(), lo[:, 1].clamp(max=fh).long()
+    x1, y1 = hi[:, 0].clamp(0, fw).long(), hi[:, 1].clamp(0, fh).long()
+    for start in range(0, k, chunk):
+        rows = range(start, min(start + chunk, k))
+        rh = max(1, max(int(y1[i] - y0[i]) for i in rows))
+        rw = max(1, max(int(x1[i] - x0[i]) for i in rows))
+        src = torch.zeros((len(rows), frames.shape[1], rh, rw), dtype=torch.float32, device=frames.device)
+        for j, i in enumerate(rows):  # one region per face, not a pixel loop
+            if x1[i] > x0[i] and y1[i] > y0[i]:
+                src[j, :, : y1[i] - y0[i], : x1[i] - x0[i]] = frames[frame_index[i], :, y0[i]:y1[i], x0[i]:x1[i]]
+        shifted = m[start:start + len(rows)].clone()
+        offset = torch.stack([x0[start:start + len(rows)], y0[start:start + len(rows)]], 1).float()
+        shifted[:, :, 2] += (shifted[:, :, :2] @ offset[:, :, None])[:, :, 0]  # region -> crop
+        out[start:start + len(rows)] = warp_affine(src, shifted, (h, w), mode="bilinear", padding_mode="zeros",
+                                                   align_corners=True)
     return out
