@@ -45,7 +45,7 @@ def _register() -> None:
     # Each command group lives in its own module; importing it adds its commands to `app`.
     from streamswap.commands import models, doctor  # noqa: F401
 
-    for extra in ("transcode", "swap", "live", "demo"):
+    for extra in ("transcode", "swap", "live", "demo", "bench"):
         try:
             __import__(f"streamswap.commands.{extra}")
         except ModuleNotFoundError as exc:  # a group still being built must not break the others
