@@ -21,7 +21,6 @@ import torch
 from streamswap.devices import resolve_device
 from streamswap.engines.ghost import GhostParts
 from streamswap.errors import InputError
-from streamswap.frames import Frame
 from streamswap.pipeline import PipelineSettings, analyse_stage, swap_stage, track_stage
 from streamswap.stream import Graph, GraphStats, Sink, Source
 from streamswap.stream.metrics import cuda_memory_probe
@@ -209,31 +208,35 @@ def _run_job(options: SwapOptions, target: str, output: str, *,
 
     _check_io(options, target, output)
     engine_name, message = ("ghost", None) if parts is not None else choose_engine(options.engine)
-    if message and notice:
-        notice(message)
     device = resolve_device(options.device)
-    if engine_name == "ghost":
-        if parts is None:
-            from streamswap.engines.ghost import load_ghost_parts
-            from streamswap.models.registry import Registry, RegistryConfig
-
-            parts = load_ghost_parts(Registry(RegistryConfig.from_env()), device, blocks=options.blocks,
-                                     sr=options.sr, compile=options.compile)
-        engine = _ghost_engine(options, parts)
-    else:
-        engine = _lite_engine(options)
-    report = SwapReport(engine=engine_name, input=target, output=output)
-    if message:
-        report.notes.append(message)
     gpu = probe_gpu(device) if device.type == "cuda" else GpuProbe(False, None, False, "not probed", False, "not probed")
-    # a live job reads a file at its frame rate, as a camera would deliver it
+    # the input first: a bad target fails before any model loads. A live job reads a file at its
+    # frame rate, as a camera would deliver it.
     src = open_source(target, SourceOptions(device=str(device), pace=live, max_frames=max_frames,
                                             transport=rtsp_transport), gpu=gpu)
+    ranged = options.start_s > 0 or options.end_s is not None
     try:
-        sink = _open_sink(output, src, options, device, gpu)
+        if ranged and src.kind != "file":
+            raise InputError("--start/--end apply to video files only")
+        if message and notice:
+            notice(message)
+        if engine_name == "ghost":
+            if parts is None:
+                from streamswap.engines.ghost import load_ghost_parts
+                from streamswap.models.registry import Registry, RegistryConfig
+
+                parts = load_ghost_parts(Registry(RegistryConfig.from_env()), device, blocks=options.blocks,
+                                         sr=options.sr, compile=options.compile)
+            engine = _ghost_engine(options, parts)
+        else:
+            engine = _lite_engine(options)
+        sink = _open_sink(output, src, options, device, gpu)  # last: it creates the output's temporary file
     except BaseException:
         src.close()
         raise
+    report = SwapReport(engine=engine_name, input=target, output=output)
+    if message:
+        report.notes.append(message)
     report.frames_expected = src.info.frames if max_frames is None else min(src.info.frames or max_frames, max_frames)
     mode = "live" if live or src.live else "file"
     settings = PipelineSettings(batch=1 if mode == "live" else options.batch_size,
@@ -247,10 +250,6 @@ def _run_job(options: SwapOptions, target: str, output: str, *,
         report.frames_swapped += frames_with_faces
         report.faces_swapped += faces
 
-    ranged = options.start_s > 0 or options.end_s is not None
-    if ranged and src.kind != "file":
-        src.close()
-        raise InputError("--start/--end apply to video files only")
     frames = time_range(src, options.start_s, options.end_s) if ranged else src
     if ranged and report.frames_expected and src.info.fps:
         end = options.end_s if options.end_s is not None else (src.info.duration_s or 0)

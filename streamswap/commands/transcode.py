@@ -10,7 +10,6 @@ Debugging aid: STREAMSWAP_FAULT="STAGE:N" (or the hidden --fault) makes stage ST
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from dataclasses import asdict
@@ -130,7 +129,7 @@ def transcode(
     _precheck_input(input)
     import torch
 
-    from streamswap.stream import Fault, Graph, GraphStats, Sink, Source
+    from streamswap.stream import Fault, Graph, Sink, Source
     from streamswap.stream.metrics import cuda_memory_probe
     from streamswap.video.nv import BackendChoice, GpuProbe, choose_encoder, probe_gpu
     from streamswap.video.sinks import EncodeSettings, FileSink, NetworkSink, PreviewSink

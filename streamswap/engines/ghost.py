@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 
 from streamswap.blend import paste_back
-from streamswap.errors import InputError, NoFaceError
+from streamswap.errors import InputError
 from streamswap.faces.align import GHOST_CROP, ghost_align, warp_crops
 from streamswap.faces.detect import SCRFDDetector
-from streamswap.faces.identity import TorchArcFace
+from streamswap.faces.identity import TorchArcFace, chosen_face
 from streamswap.faces.landmarks import Landmark106
 from streamswap.faces.records import FaceBatch
 from streamswap.masks import GHOST_106, AdaptiveMasker, MaskSettings
@@ -67,17 +67,7 @@ def source_embedding(parts: GhostParts, image: torch.Tensor, index: int | None =
                      what: str = "the source image") -> torch.Tensor:
     """The identity to put in: image (1, 3, H, W) uint8 -> (512,) float32, not normalised (GHOST
     feeds the generator the raw embedding). With several faces `index` (left to right) picks one."""
-    faces = parts.detector.detect(image)
-    if len(faces) == 0:
-        raise NoFaceError(f"no face found in {what}; use a photo with one clearly visible face")
-    order = torch.argsort(faces.boxes[:, 0])
-    if index is None and len(faces) > 1:
-        raise InputError(f"{what} has {len(faces)} faces; choose one with --source-face-index 0..{len(faces) - 1} "
-                         "(counted left to right)")
-    index = 0 if index is None else index
-    if not 0 <= index < len(faces):
-        raise InputError(f"--source-face-index {index} is out of range: {what} has {len(faces)} face(s)")
-    face = faces.select(order[index].reshape(1))
+    face = chosen_face(parts.detector.detect(image), index, what)
     m, _ = ghost_align(face.kps)
     crop = warp_crops(image, face.frame_index, m.to(image.device), GHOST_CROP).round_()
     return parts.identity.embed_crops(crop, normalise=False)[0]

@@ -19,8 +19,9 @@ import torch
 
 from streamswap.blend import match_colour, paste_back
 from streamswap.engines.piecewise_affine import INNER_MOUTH, sample, triangulate, warp_maps, with_support_points
-from streamswap.errors import InputError, NoFaceError
+from streamswap.errors import InputError
 from streamswap.faces.align import ARCFACE_112, transform_points, umeyama, warp_crops
+from streamswap.faces.identity import chosen_face
 from streamswap.faces.lite import DlibDetector, DlibIdentity
 from streamswap.faces.records import FaceBatch
 from streamswap.masks import IBUG_68, AdaptiveMasker, MaskSettings, hull_mask
@@ -73,19 +74,10 @@ def prepare_source(image: torch.Tensor, faces: FaceBatch, index: int | None = No
     image: (1, 3, H, W) uint8 RGB; faces: its detections with 68 landmarks. With several faces,
     `index` (0-based, left to right) must say which one. Raises NoFaceError / InputError.
     """
-    if len(faces) == 0:
-        raise NoFaceError(f"no face found in {what}; use a photo with one clearly visible face")
-    if faces.landmarks is None or faces.landmarks.shape[1] != 68:
+    face = chosen_face(faces, index, what)
+    if face.landmarks is None or face.landmarks.shape[1] != 68:
         raise InputError("the lite engine needs 68-point landmarks (the lite face analysis)")
-    order = torch.argsort(faces.boxes[:, 0])  # left to right, as a user counts
-    if index is None:
-        if len(faces) > 1:
-            raise InputError(f"{what} has {len(faces)} faces; choose one with --source-face-index 0..{len(faces) - 1} "
-                             "(counted left to right)")
-        index = 0
-    if not 0 <= index < len(faces):
-        raise InputError(f"--source-face-index {index} is out of range: {what} has {len(faces)} face(s)")
-    lm = faces.landmarks[order[index]].float()
+    lm = face.landmarks[0].float()
     points = with_support_points(lm)
     return SourceFace(image=image[0].float(), points=points,
                       triangles=torch.from_numpy(triangulate(points.cpu().numpy())).to(points.device),

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import torch
 from torch.nn import functional as F
 
-from streamswap.errors import NoFaceError
+from streamswap.errors import InputError, NoFaceError
 from streamswap.faces.align import GHOST_CROP, arcface_align, ghost_align, warp_crops
 from streamswap.faces.detect import check_frames
 from streamswap.faces.onnx_runtime import (
@@ -137,6 +137,22 @@ def match_references(faces: FaceBatch, references: torch.Tensor,
     per_frame = torch.where(same_frame[:, :, None], sim[None], torch.tensor(-2.0, device=faces.device))  # (N, K, R)
     best, row = per_frame.max(dim=1)  # (N, R)
     return torch.where(best > threshold, row, result)
+
+
+def chosen_face(faces: FaceBatch, index: int | None = None, what: str = "the source image") -> FaceBatch:
+    """The face a user means in a one-frame FaceBatch, as one row: the only face, or with several
+    the `index`-th counted left to right. NoFaceError without a face; InputError when several
+    faces and no index (it says how to choose) or an index out of range."""
+    if len(faces) == 0:
+        raise NoFaceError(f"no face found in {what}; use a photo with one clearly visible face")
+    if index is None and len(faces) > 1:
+        raise InputError(f"{what} has {len(faces)} faces; choose one with --source-face-index 0..{len(faces) - 1} "
+                         "(counted left to right)")
+    index = 0 if index is None else index
+    if not 0 <= index < len(faces):
+        raise InputError(f"--source-face-index {index} is out of range: {what} has {len(faces)} face(s)")
+    order = torch.argsort(faces.boxes[:, 0])  # left to right, as a user counts
+    return faces.select(order[index].reshape(1))
 
 
 def largest_face(faces: FaceBatch, frame: int = 0, what: str = "the image") -> FaceBatch:
