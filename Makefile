@@ -12,12 +12,12 @@ STAMP  := $(VENV)/.streamswap-installed
 GPU    := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 ifeq ($(GPU),1)
 TORCH  := 'torch>=2.13'
-EXTRAS := gpu,lite,dev
+EXTRAS := gpu,lite,train,cluster,bench,dev
 ORT    := onnxruntime-gpu
 ORT_OFF:= onnxruntime
 else
 TORCH  := torch==2.13.0
-EXTRAS := cpu,lite,dev
+EXTRAS := cpu,lite,train,cluster,bench,dev
 ORT    := onnxruntime
 ORT_OFF:= onnxruntime-gpu
 endif
