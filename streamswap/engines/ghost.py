@@ -80,6 +80,16 @@ def _whole_crop_faces(k: int, device: torch.device) -> FaceBatch:
                      kps=torch.zeros((k, 5, 2), device=device), frame_index=torch.arange(k, device=device))
 
 
+@dataclass(frozen=True)
+class GhostCrops:
+    """Faces in GHOST's crop: m (K, 2, 3) frame -> crop, frame_index (K,), target (K, 3, 224, 224)
+    float [0, 255] (rounded, as GHOST's uint8 crops)."""
+
+    m: torch.Tensor
+    frame_index: torch.Tensor
+    target: torch.Tensor
+
+
 class GhostSwapper:
     """One source identity onto batches of faces.
 
@@ -92,28 +102,44 @@ class GhostSwapper:
         self.masker = AdaptiveMasker(MaskSettings(scheme=GHOST_106, size=GHOST_CROP, hysteresis_frames=hysteresis_frames))
 
     def __call__(self, frames: torch.Tensor, faces: FaceBatch, keys: Sequence[int]) -> torch.Tensor:
-        k = len(faces)
-        if k == 0:
+        if len(faces) == 0:
             return frames
+        crops = self.align(frames, faces)
+        return self.blend(frames, crops, self.super_resolve(self.generate(crops)), keys)
+
+    # The phases, separately callable so `bench stages` can time each alone.
+    def align(self, frames: torch.Tensor, faces: FaceBatch) -> GhostCrops:
+        """GHOST's 224 crops of the faces (best of its five templates), on the frames' device."""
         dev = frames.device
         m, _ = ghost_align(faces.kps.to(dev))
         fidx = faces.frame_index.to(dev)
-        target = warp_crops(frames, fidx, m, GHOST_CROP).round_()  # (K, 3, 224, 224) [0, 255]
-        x = F.interpolate(target / 127.5 - 1, size=(GENERATOR_SIZE, GENERATOR_SIZE), mode="bilinear",
+        return GhostCrops(m, fidx, warp_crops(frames, fidx, m, GHOST_CROP).round_())
+
+    def generate(self, crops: GhostCrops) -> torch.Tensor:
+        """AEI-Net on the crops resized to 256: -> (K, 3, 256, 256) float32 in [-1, 1]."""
+        x = F.interpolate(crops.target / 127.5 - 1, size=(GENERATOR_SIZE, GENERATOR_SIZE), mode="bilinear",
                           align_corners=False)
-        z = self.identity.to(dev, torch.float32)[None].expand(k, -1)
-        y = self.parts.generator(x, z).float()
-        if self.parts.super_resolution is not None:
-            y = self.parts.super_resolution((y + 1) / 2).float().clamp(0, 1) * 2 - 1
+        z = self.identity.to(x.device, torch.float32)[None].expand(len(x), -1)
+        return self.parts.generator(x, z).float()
+
+    def super_resolve(self, y: torch.Tensor) -> torch.Tensor:
+        """The optional face super-resolution: (K, 3, 256, 256) [-1, 1] -> the same (identity without SR)."""
+        if self.parts.super_resolution is None:
+            return y
+        return self.parts.super_resolution((y + 1) / 2).float().clamp(0, 1) * 2 - 1
+
+    def blend(self, frames: torch.Tensor, crops: GhostCrops, y: torch.Tensor, keys: Sequence[int]) -> torch.Tensor:
+        """Back to 224, 2d106 on the generated and target crops, adaptive mask, paste-back:
+        -> (N, 3, H, W) uint8."""
+        k, dev = len(y), y.device
         swapped = ((y.clamp(-1, 1) + 1) * 127.5).round()  # GHOST turns the output into uint8, then resizes
         swapped = F.interpolate(swapped, size=(GHOST_CROP, GHOST_CROP), mode="bilinear", align_corners=False)
         swapped = swapped.clamp(0, 255).round()
         whole = _whole_crop_faces(k, dev)
         gen_lm = self.parts.landmarker.landmarks(swapped.to(torch.uint8), whole)
-        tgt_lm = self.parts.landmarker.landmarks(target.to(torch.uint8), whole)
+        tgt_lm = self.parts.landmarker.landmarks(crops.target.to(torch.uint8), whole)
         masks, _ = self.masker(gen_lm, tgt_lm, keys)
-        return paste_back(frames, swapped, masks, m, fidx)
-
+        return paste_back(frames, swapped, masks, crops.m, crops.frame_index)
 
 
 def load_ghost_parts(registry: "Registry", device: torch.device, *, blocks: int = 2, sr: bool = False,

@@ -84,6 +84,17 @@ def prepare_source(image: torch.Tensor, faces: FaceBatch, index: int | None = No
                       mouth_open=bool(mouth_openness(lm[None])[0] > settings.mouth_open))
 
 
+@dataclass(frozen=True)
+class LiteCrops:
+    """Target faces in the lite crop: m (K, 2, 3) frame -> crop matrices, landmarks (K, 68, 2)
+    crop pixels, frame_index (K,), target (K, 3, s, s) float [0, 255] (the frames' pixels)."""
+
+    m: torch.Tensor
+    landmarks: torch.Tensor
+    frame_index: torch.Tensor
+    target: torch.Tensor
+
+
 class LiteSwapper:
     """Swaps one source face onto batches of target faces.
 
@@ -110,29 +121,45 @@ class LiteSwapper:
     def __call__(self, frames: torch.Tensor, faces: FaceBatch, keys: Sequence[int]) -> torch.Tensor:
         if len(faces) == 0:
             return frames
+        crops = self.align(frames, faces)
+        warped, inside = self.generate(crops)
+        return self.blend(frames, crops, warped, inside, keys)
+
+    # The three phases, separately callable so `bench stages` can time each alone.
+    def align(self, frames: torch.Tensor, faces: FaceBatch) -> LiteCrops:
+        """The target faces in crop space (see LiteCrops), on the frames' device."""
         if faces.landmarks is None or faces.landmarks.shape[1] != 68:
             raise InputError("the lite engine needs 68-point landmarks for every target face")
-        s, src = self.settings.crop, self.source
         dev = frames.device
-        k = len(faces)
         m = self.crop_matrices(faces.kps.to(dev))
-        lm = transform_points(faces.landmarks.to(dev).float(), m)  # (K, 68, 2) crop pixels
+        fidx = faces.frame_index.to(dev)
+        return LiteCrops(m, transform_points(faces.landmarks.to(dev).float(), m), fidx,
+                         warp_crops(frames, fidx, m, self.settings.crop))
+
+    def generate(self, crops: LiteCrops) -> tuple[torch.Tensor, torch.Tensor]:
+        """The source face warped onto each target's landmarks: (K, 3, s, s) float [0, 255], and
+        (K, s, s) float 1 where the warp has source pixels."""
+        s, src, dev = self.settings.crop, self.source, crops.m.device
         # one face at a time: the per-pixel triangle test is (faces x pixels x triangles) large
-        dst = with_support_points(lm)
-        maps = [warp_maps(src.points.to(dev), dst[i:i + 1], src.triangles.to(dev), (s, s)) for i in range(k)]
+        dst = with_support_points(crops.landmarks)
+        maps = [warp_maps(src.points.to(dev), dst[i:i + 1], src.triangles.to(dev), (s, s)) for i in range(len(dst))]
         coords, inside = torch.cat([c for c, _ in maps]), torch.cat([m_ for _, m_ in maps])
-        warped = sample(src.image.to(dev), coords)  # (K, 3, s, s) in [0, 255]
-        target = warp_crops(frames, faces.frame_index.to(dev), m, s)
+        return sample(src.image.to(dev), coords), inside
+
+    def blend(self, frames: torch.Tensor, crops: LiteCrops, warped: torch.Tensor, inside: torch.Tensor,
+              keys: Sequence[int]) -> torch.Tensor:
+        """Mask (with hysteresis per track key), colour match, paste back: -> (N, 3, H, W) uint8."""
+        s, lm = self.settings.crop, crops.landmarks
         masks, _ = self.masker(lm, lm, keys)  # the warp gives the target's shape: offset 0
         masks = masks * inside[:, None]
         open_target = mouth_openness(lm) > self.settings.mouth_open
-        if not src.mouth_open and bool(open_target.any()):
+        if not self.source.mouth_open and bool(open_target.any()):
             # keep the target's teeth and tongue: no stretched closed lips over an open mouth
             mouth = hull_mask(lm[:, list(INNER_MOUTH)], (s, s))
             masks = masks * (1 - mouth * open_target[:, None, None, None].float())
         if self.settings.colour_match:
-            warped = match_colour(warped / 255, target / 255, masks) * 255
-        return paste_back(frames, warped, masks, m, faces.frame_index.to(dev))
+            warped = match_colour(warped / 255, crops.target / 255, masks) * 255
+        return paste_back(frames, warped, masks, crops.m, crops.frame_index)
 
 
 class LiteAnalyser:
