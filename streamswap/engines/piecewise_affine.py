@@ -64,15 +64,21 @@ def warp_maps(src_pts: torch.Tensor, dst_pts: torch.Tensor, triangles: torch.Ten
     den = e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0]  # twice the signed area
     usable = den.abs() > 1e-6  # a collapsed target triangle holds no pixel
     den = torch.where(usable, den, torch.ones_like(den))
-    rel = grid[None, :, None, :] - a[:, None]  # (B, N, T, 2)
-    wb = (rel[..., 0] * e2[:, None, :, 1] - rel[..., 1] * e2[:, None, :, 0]) / den[:, None]
-    wc = (e1[:, None, :, 0] * rel[..., 1] - e1[:, None, :, 1] * rel[..., 0]) / den[:, None]
-    bary = torch.stack([1 - wb - wc, wb, wc], -1)  # (B, N, T, 3) barycentric weights
-    s = src_pts[triangles].to(dt)  # (T, 3, 2)
-    inside = (bary.amin(-1) >= -1e-4) & usable[:, None]
-    tri = inside.to(torch.uint8).argmax(-1)  # first triangle holding the pixel
+    # The barycentric weights are affine in the pixel: wb = p . u + cb, wc = p . v + cc. Two
+    # (N, 2) x (2, T) products test every grid point against every triangle without (N, T, 2)
+    # temporaries.
+    u = torch.stack([e2[..., 1], -e2[..., 0]], 1) / den[:, None]  # (B, 2, T)
+    v = torch.stack([-e1[..., 1], e1[..., 0]], 1) / den[:, None]
+    cb = -(a[..., 0] * e2[..., 1] - a[..., 1] * e2[..., 0]) / den  # (B, T)
+    cc = (a[..., 0] * e1[..., 1] - a[..., 1] * e1[..., 0]) / den
+    wb = torch.matmul(grid, u) + cb[:, None]  # (B, N, T)
+    wc = torch.matmul(grid, v) + cc[:, None]
+    inside = (wb >= -1e-4) & (wc >= -1e-4) & (wb + wc <= 1 + 1e-4) & usable[:, None]
+    tri = inside.to(torch.uint8).argmax(-1)  # (B, N) first triangle holding the pixel
     hit = inside.any(-1)
-    wts = torch.gather(bary, 2, tri[..., None, None].expand(-1, -1, 1, 3)).squeeze(2)  # (B, N, 3)
+    wb, wc = torch.gather(wb, 2, tri[..., None])[..., 0], torch.gather(wc, 2, tri[..., None])[..., 0]
+    wts = torch.stack([1 - wb - wc, wb, wc], -1)  # (B, N, 3) barycentric weights
+    s = src_pts[triangles].to(dt)  # (T, 3, 2)
     corners = s[tri]  # (B, N, 3, 2)
     coords = (wts[..., None] * corners).sum(-2)  # (B, N, 2)
     coords = coords.reshape(b, gh, gw, 2).permute(0, 3, 1, 2)
