@@ -14,8 +14,16 @@ import torch
 
 from streamswap.errors import InputError
 from train.augment import IDENTITY_FACTORS, hue_matrix, jitter
-from train.data import (DataSettings, PairSampler, build_loader, choose_loader, decode_rgb, fixed_batch,
-                        scan_dataset, to_generator_input)
+from train.data import (
+    DataSettings,
+    PairSampler,
+    build_loader,
+    choose_loader,
+    decode_rgb,
+    fixed_batch,
+    scan_dataset,
+    to_generator_input,
+)
 from train.prepare import PrepareSettings, prepare_dataset
 
 

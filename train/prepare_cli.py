@@ -13,10 +13,24 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from streamswap.errors import StreamSwapError
-from train.prepare import DETECTORS, FORMATS, TEMPLATES, PrepareProgress, PrepareSettings, prepare_dataset
+from train.prepare import (
+    DETECTORS,
+    FORMATS,
+    TEMPLATES,
+    PrepareProgress,
+    PrepareSettings,
+    find_inputs,
+    prepare_dataset,
+)
 
 
 def prepare(
@@ -43,6 +57,7 @@ def prepare(
     settings = PrepareSettings(input=input, output=output, every=every, max_per_video=max_per_video,
                                detector=detector, scrfd_model=scrfd_model, models_dir=models_dir, template=template,
                                size=size, min_face=min_face, image_format=image_format, device=device)
+    find_inputs(settings.input, settings.output)  # a bad input folder fails before the bar is drawn
     console = Console(stderr=True, quiet=quiet)
     with Progress(TextColumn("prepare"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[crops]} crops"),
                   TimeRemainingColumn(), TextColumn("{task.fields[current]}"), console=console,
