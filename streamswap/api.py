@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ from streamswap.stream import Graph, GraphStats, Sink, Source
 from streamswap.stream.metrics import cuda_memory_probe
 from streamswap.tracking import TrackerSettings
 from streamswap.video.probe import check_output_path, classify
+
+if TYPE_CHECKING:
+    from streamswap.video.sources import FrameSpan
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,8 @@ class SwapOptions:
     engine: ghost, lite or auto (ghost when its models are present); detect_every: run the
     detector every N frames, landmarks following the face in between (None: the engine's
     default, 5 for lite, whose HOG detector is the slow part; ghost detects every frame);
-    batch_size: frames per model call; blocks: GHOST generator (1, 2 or 3 AAD blocks); sr: face
+    batch_size: frames per model call (None: 8 on a GPU; 2 on the CPU, where a larger batch buys no
+    speed and holds more frames in memory); blocks: GHOST generator (1, 2 or 3 AAD blocks); sr: face
     super-resolution after the generator; compile: torch.compile the generator; start_s / end_s:
     process only that time range of a video (the output starts at 0, audio kept in sync)."""
 
@@ -56,7 +60,7 @@ class SwapOptions:
     source_face_index: int | None = None
     engine: Literal["auto", "ghost", "lite"] = "auto"
     device: str = "auto"
-    batch_size: int = 8
+    batch_size: int | None = None
     detect_every: int | None = None
     crf: int = 18
     preset: str = "medium"
@@ -115,20 +119,67 @@ class _Engine:
     identity: dict[str, float] = field(default_factory=dict)  # tracker identity thresholds for these embeddings
 
 
-def _lite_engine(options: SwapOptions) -> _Engine:
-    from streamswap.engines.lite import LiteAnalyser, LiteSwapper, prepare_source
-    from streamswap.faces.image import read_image
-    from streamswap.faces.identity import largest_face
-    from streamswap.faces.lite import DlibDetector, DlibIdentity, LiteSettings
-    from streamswap.tracking import DLIB_IDENTITY
+@dataclass
+class EngineModels:
+    """An engine's networks, loaded once; a cluster worker keeps them for every chunk it runs.
+    name: "lite" or "ghost"; device: where they run; lite: dlib's detector (and identity model
+    when target people are given); ghost: the GHOST networks (`parts`)."""
 
-    detector = DlibDetector(LiteSettings(max_side=640))
-    identity = DlibIdentity(detector) if options.target_faces else None
-    swappers = []
+    name: str
+    device: torch.device
+    detector: Any = None
+    identity: Any = None
+    parts: GhostParts | None = None
+
+
+@dataclass(frozen=True)
+class SourceIdentity:
+    """What the source faces and target references come to, computed once per job and shared by
+    every chunk: one entry per source (lite: its `SourceFace`; ghost: its (512,) float32 CPU
+    embedding) and the (P, D) reference embeddings of the people to replace (None: everyone)."""
+
+    sources: tuple[Any, ...]
+    targets: np.ndarray | None
+
+
+def load_engine_models(options: SwapOptions, name: str, device: torch.device,
+                       parts: GhostParts | None = None) -> EngineModels:
+    """Load the networks of engine `name` ("lite" | "ghost") on `device` (ghost: `parts` if given,
+    else the published networks from the model cache)."""
+    if name == "lite":
+        from streamswap.faces.lite import DlibDetector, DlibIdentity, LiteSettings
+
+        detector = DlibDetector(LiteSettings(max_side=640))
+        return EngineModels("lite", device, detector, DlibIdentity(detector) if options.target_faces else None)
+    if parts is None:
+        from streamswap.engines.ghost import load_ghost_parts
+        from streamswap.models.registry import Registry, RegistryConfig
+
+        parts = load_ghost_parts(Registry(RegistryConfig.from_env()), device, blocks=options.blocks,
+                                 sr=options.sr, compile=options.compile)
+    return EngineModels("ghost", parts.identity.device, parts=parts)
+
+
+def source_identity(models: EngineModels, options: SwapOptions) -> SourceIdentity:
+    """The sources' swap data and the target references' embeddings (reads the images)."""
+    return _lite_identity(models, options) if models.name == "lite" else _ghost_identity(models, options)
+
+
+def build_engine(models: EngineModels, identity: SourceIdentity, options: SwapOptions) -> _Engine:
+    """A fresh engine (analyser and swappers hold per-job state) over loaded models."""
+    return _lite_build(models, identity, options) if models.name == "lite" else _ghost_build(models, identity, options)
+
+
+def _lite_identity(models: EngineModels, options: SwapOptions) -> SourceIdentity:
+    from streamswap.engines.lite import prepare_source
+    from streamswap.faces.identity import largest_face
+    from streamswap.faces.image import read_image
+
+    detector, identity = models.detector, models.identity
+    sources = []
     for path in options.sources:
         image = read_image(path)
-        swappers.append(LiteSwapper(prepare_source(image, detector(image), options.source_face_index,
-                                                   what=f"source {path}")))
+        sources.append(prepare_source(image, detector(image), options.source_face_index, what=f"source {path}"))
     targets = None
     if options.target_faces:
         assert identity is not None
@@ -137,21 +188,36 @@ def _lite_engine(options: SwapOptions) -> _Engine:
             image = read_image(path)
             refs.append(identity.embed(image, largest_face(detector(image), what=f"target face {path}")))
         targets = torch.cat(refs).cpu().numpy()
+    return SourceIdentity(tuple(sources), targets)
+
+
+def _lite_build(models: EngineModels, ident: SourceIdentity, options: SwapOptions) -> _Engine:
+    from streamswap.engines.lite import LiteAnalyser, LiteSwapper
+    from streamswap.tracking import DLIB_IDENTITY
+
     every = LITE_DETECT_EVERY if options.detect_every is None else options.detect_every
     # dlib descriptors sit closer together than ArcFace's: the tracker needs its own thresholds
-    return _Engine(LiteAnalyser(detector, identity, every), swappers, targets,
+    return _Engine(LiteAnalyser(models.detector, models.identity, every), [LiteSwapper(s) for s in ident.sources],
+                   ident.targets,
                    options.similarity if options.similarity is not None else DLIB_IDENTITY["target_threshold"],
                    {k: v for k, v in DLIB_IDENTITY.items() if k != "target_threshold"})
 
 
-def _ghost_engine(options: SwapOptions, parts: GhostParts) -> _Engine:
-    from streamswap.engines.ghost import GhostAnalyser, GhostSwapper, source_embedding
-    from streamswap.faces.identity import GHOST_MATCH_THRESHOLD, largest_face
+def _lite_engine(options: SwapOptions) -> _Engine:
+    models = load_engine_models(options, "lite", torch.device("cpu"))
+    return _lite_build(models, _lite_identity(models, options), options)
+
+
+def _ghost_identity(models: EngineModels, options: SwapOptions) -> SourceIdentity:
+    from streamswap.engines.ghost import source_embedding
+    from streamswap.faces.identity import largest_face
     from streamswap.faces.image import read_image
 
+    parts = models.parts
+    assert parts is not None
     device = parts.identity.device
-    swappers = [GhostSwapper(parts, source_embedding(parts, read_image(p, device), options.source_face_index,
-                                                     what=f"source {p}")) for p in options.sources]
+    sources = tuple(source_embedding(parts, read_image(p, device), options.source_face_index,
+                                     what=f"source {p}").cpu() for p in options.sources)
     targets = None
     if options.target_faces:
         refs = []
@@ -159,8 +225,23 @@ def _ghost_engine(options: SwapOptions, parts: GhostParts) -> _Engine:
             image = read_image(path, device)
             refs.append(parts.identity.embed(image, largest_face(parts.detector.detect(image), what=f"target face {path}")))
         targets = torch.cat(refs).cpu().numpy()
-    return _Engine(GhostAnalyser(parts), swappers, targets,
+    return SourceIdentity(sources, targets)
+
+
+def _ghost_build(models: EngineModels, ident: SourceIdentity, options: SwapOptions) -> _Engine:
+    from streamswap.engines.ghost import GhostAnalyser, GhostSwapper
+    from streamswap.faces.identity import GHOST_MATCH_THRESHOLD
+
+    parts = models.parts
+    assert parts is not None
+    device = parts.identity.device
+    return _Engine(GhostAnalyser(parts), [GhostSwapper(parts, e.to(device)) for e in ident.sources], ident.targets,
                    options.similarity if options.similarity is not None else GHOST_MATCH_THRESHOLD)
+
+
+def _ghost_engine(options: SwapOptions, parts: GhostParts) -> _Engine:
+    models = EngineModels("ghost", parts.identity.device, parts=parts)
+    return _ghost_build(models, _ghost_identity(models, options), options)
 
 
 def _check_io(options: SwapOptions, target: str, output: str) -> None:
@@ -198,29 +279,52 @@ def _open_sink(output: str, src: Any, options: SwapOptions, device: torch.device
                     audio_range=(options.start_s, options.end_s))
 
 
+def _open_span_sink(output: str, src: Any, options: SwapOptions, span: FrameSpan) -> Any:
+    """A chunk's sink: x264 with the job's settings (every chunk alike, so their packets can be
+    joined; x264 starts each with an IDR frame), no audio (the stitch copies it once), writing
+    only the span's frames."""
+    from streamswap.video.nv import BackendChoice
+    from streamswap.video.sinks import EncodeSettings, FileSink, SpanWriter
+
+    settings = EncodeSettings(encoder="x264", crf=options.crf, preset=options.preset)
+    sink = FileSink(output, src.info, settings, BackendChoice("x264", "chunk of a distributed job"), overwrite=True)
+    return SpanWriter(sink, span.emit_from, span.emit_to)
+
+
 def _run_job(options: SwapOptions, target: str, output: str, *,
              progress: Callable[[GraphStats, SwapReport], None] | None, live: bool = False,
              max_frames: int | None = None, rtsp_transport: str = "tcp",
              notice: Callable[[str], None] | None = None,
-             on_graph: Callable[[Graph], None] | None = None, parts: GhostParts | None = None) -> SwapReport:
+             on_graph: Callable[[Graph], None] | None = None, parts: GhostParts | None = None,
+             models: EngineModels | None = None, identity: SourceIdentity | None = None,
+             span: FrameSpan | None = None) -> SwapReport:
     from streamswap.video.nv import GpuProbe, probe_gpu
-    from streamswap.video.sources import SourceOptions, open_source, time_range
+    from streamswap.video.sources import SourceOptions, frame_span, open_source, time_range
 
     _check_io(options, target, output)
-    engine_name, message = ("ghost", None) if parts is not None else choose_engine(options.engine)
-    device = resolve_device(options.device)
+    if models is not None:
+        engine_name, message = models.name, None
+    else:
+        engine_name, message = ("ghost", None) if parts is not None else choose_engine(options.engine)
+    device = models.device if models is not None else resolve_device(options.device)
     gpu = probe_gpu(device) if device.type == "cuda" else GpuProbe(False, None, False, "not probed", False, "not probed")
     # the input first: a bad target fails before any model loads. A live job reads a file at its
     # frame rate, as a camera would deliver it.
+    # a span seeks by demuxing, which the NVDEC source cannot: its frames are decoded by PyAV
     src = open_source(target, SourceOptions(device=str(device), pace=live, max_frames=max_frames,
-                                            transport=rtsp_transport), gpu=gpu)
+                                            transport=rtsp_transport, decoder="pyav" if span else "auto"), gpu=gpu)
     ranged = options.start_s > 0 or options.end_s is not None
+    span_sink: Any = None
     try:
         if ranged and src.kind != "file":
             raise InputError("--start/--end apply to video files only")
+        if span is not None and (ranged or src.kind != "file"):
+            raise InputError("a frame span applies to a whole video file (no --start/--end)")
         if message and notice:
             notice(message)
-        if engine_name == "ghost":
+        if models is not None:
+            engine = build_engine(models, identity or source_identity(models, options), options)
+        elif engine_name == "ghost":
             if parts is None:
                 from streamswap.engines.ghost import load_ghost_parts
                 from streamswap.models.registry import Registry, RegistryConfig
@@ -230,7 +334,10 @@ def _run_job(options: SwapOptions, target: str, output: str, *,
             engine = _ghost_engine(options, parts)
         else:
             engine = _lite_engine(options)
-        sink = _open_sink(output, src, options, device, gpu)  # last: it creates the output's temporary file
+        if span is not None:
+            sink = span_sink = _open_span_sink(output, src, options, span)
+        else:
+            sink = _open_sink(output, src, options, device, gpu)  # last: it creates the output's temporary file
     except BaseException:
         src.close()
         raise
@@ -239,7 +346,8 @@ def _run_job(options: SwapOptions, target: str, output: str, *,
         report.notes.append(message)
     report.frames_expected = src.info.frames if max_frames is None else min(src.info.frames or max_frames, max_frames)
     mode = "live" if live or src.live else "file"
-    settings = PipelineSettings(batch=1 if mode == "live" else options.batch_size,
+    batch = options.batch_size or (8 if device.type == "cuda" else 2)
+    settings = PipelineSettings(batch=1 if mode == "live" else batch,
                                 tracker=TrackerSettings(mode=mode, window=options.smoothing_window,
                                                         target_threshold=engine.threshold, **engine.identity,
                                                         # a still has one frame: no run of hits to wait for
@@ -251,6 +359,9 @@ def _run_job(options: SwapOptions, target: str, output: str, *,
         report.faces_swapped += faces
 
     frames = time_range(src, options.start_s, options.end_s) if ranged else src
+    if span is not None:
+        frames = frame_span(src, span)
+        report.frames_expected = span.frames
     if ranged and report.frames_expected and src.info.fps:
         end = options.end_s if options.end_s is not None else (src.info.duration_s or 0)
         report.frames_expected = max(0, round((end - options.start_s) * float(src.info.fps)))
@@ -258,7 +369,7 @@ def _run_job(options: SwapOptions, target: str, output: str, *,
                   [analyse_stage(engine.analyser, settings, engine.targets is not None),
                    track_stage(settings, engine.targets),
                    swap_stage(engine.swappers, settings, device, count)],
-                  Sink("encode", sink.write, sink.close, queue_size=2 if mode == "live" else 8), mode=mode,
+                  Sink("encode", sink.write, sink.close, queue_size=2 if mode == "live" else settings.queue_size), mode=mode,
                   gpu_memory=cuda_memory_probe(device))
     if on_graph is not None:
         on_graph(graph)
@@ -269,7 +380,7 @@ def _run_job(options: SwapOptions, target: str, output: str, *,
         final = graph.stats()
         report.elapsed_s = time.monotonic() - t0
         report.frames_in = final.stage("decode").items  # what entered the graph (a live source may have read one more)
-        report.frames = final.frames_out
+        report.frames = final.frames_out if span_sink is None else span_sink.written
         report.dropped = final.dropped
         report.fps = final.frames_per_s
         report.latency_p50_s, report.latency_p95_s = final.latency_p50_s, final.latency_p95_s
@@ -324,6 +435,16 @@ class LiveSwap:
         self._stop_early = True
         if self._graph is not None:
             self._graph.stop()
+
+
+def swap_span(options: SwapOptions, target: str, output: str, span: FrameSpan, *, models: EngineModels,
+              identity: SourceIdentity | None = None,
+              progress: Callable[[GraphStats, SwapReport], None] | None = None) -> SwapReport:
+    """One chunk of a distributed job: run the whole pipeline on `span` of the video file `target`
+    (warm-up frames processed, not written) with already loaded `models` and the job's shared
+    `identity`, writing the span's frames (x264, no audio, the input's pts) to `output`.
+    `report.frames` counts the frames written."""
+    return _run_job(options, target, output, progress=progress, models=models, identity=identity, span=span)
 
 
 def swap_image(options: SwapOptions, target: str, output: str, *,

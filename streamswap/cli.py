@@ -45,7 +45,7 @@ def _register() -> None:
     # Each command group lives in its own module; importing it adds its commands to `app`.
     from streamswap.commands import models, doctor  # noqa: F401
 
-    for extra in ("transcode", "swap", "live", "demo", "bench"):
+    for extra in ("transcode", "swap", "live", "demo", "bench", "bench_scale", "batch", "train"):
         try:
             __import__(f"streamswap.commands.{extra}")
         except ModuleNotFoundError as exc:  # a group still being built must not break the others

@@ -61,7 +61,7 @@ def swap(
     blocks: int = typer.Option(2, help="GHOST generator: 1, 2 (GHOST's main model) or 3 AAD blocks."),
     sr: bool = typer.Option(False, "--sr/--no-sr", help="Face super-resolution after the GHOST generator."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the GHOST generator (GPU; slow first batch)."),
-    batch_size: int = typer.Option(8, help="Frames per model call."),
+    batch_size: int = typer.Option(None, min=1, help="Frames per model call [default: 8 on a GPU, 2 on the CPU]."),
     detect_every: int = typer.Option(None, help="Run the face detector every N frames, landmarks following the "
                                      "faces in between (default: 5 for lite, 1 for ghost)."),
     start: float = typer.Option(0.0, "--start", help="Process the video from this time (seconds)."),
@@ -72,6 +72,12 @@ def swap(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display or summary."),
+    workers: int = typer.Option(None, "--workers", help="Split the video into chunks over N workers of a local Ray "
+                                "cluster (one per GPU where there are GPUs; needs the `cluster` extra)."),
+    ray_address: str = typer.Option(None, "--ray-address", help="Join a running Ray cluster (`ray start --head`; "
+                                    "HOST:6379 or auto) instead of starting a local one."),
+    chunk_seconds: float = typer.Option(None, "--chunk-seconds", help="With --workers/--ray-address: chunk length, "
+                                        "cut at keyframes (default 30)."),
 ) -> None:
     """Swap a face into an image or a video (audio and timing kept; output marked as synthetic)."""
     from streamswap.api import SwapOptions
@@ -81,4 +87,14 @@ def swap(
                           batch_size=batch_size, detect_every=detect_every, crf=crf, preset=preset,
                           encoder=encoder, overwrite=overwrite, blocks=blocks, sr=sr, compile=compile,
                           start_s=start, end_s=end)
+    if workers is not None or ray_address is not None:  # only then is Ray imported
+        from streamswap.commands.batch import run_cluster_swap
+
+        run_cluster_swap(options, target, output, workers=workers, ray_address=ray_address,
+                         chunk_seconds=chunk_seconds, quiet=quiet, as_json=as_json)
+        return
+    if chunk_seconds is not None:
+        from streamswap.errors import InputError
+
+        raise InputError("--chunk-seconds applies with --workers or --ray-address")
     run_swap(options, target, output, quiet=quiet, as_json=as_json)

@@ -324,6 +324,25 @@ class FileSink:
                     self.report.notes.append("no frame was written: no output file")
 
 
+class SpanWriter:
+    """A file sink that writes only the frames with emit_from <= pts < emit_to (emit_to None: no
+    end): a chunk of a distributed job processes warm-up and look-ahead frames it does not write.
+    `written` counts the frames written; `close` finalises the wrapped sink."""
+
+    def __init__(self, sink: FileSink, emit_from: int, emit_to: int | None) -> None:
+        self.sink, self.emit_from, self.emit_to = sink, emit_from, emit_to
+        self.report = sink.report
+        self.written = 0
+
+    def write(self, frame: Frame) -> None:
+        if frame.pts >= self.emit_from and (self.emit_to is None or frame.pts < self.emit_to):
+            self.sink.write(frame)
+            self.written += 1
+
+    def close(self, error: BaseException | None = None) -> None:
+        self.sink.close(error)
+
+
 class NetworkSink:
     """Streams H.264 (libx264, zero-latency tuning) to an RTSP server (rtsp://) or an RTMP server
     (rtmp://, FLV).

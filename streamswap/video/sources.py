@@ -480,3 +480,46 @@ def time_range(src: VideoSource, start_s: float, end_s: float | None) -> Iterato
         if shift is None:
             shift = int(round(start_s / frame.time_base))
         yield Frame(frame.index, frame.pts - shift, frame.time_base, frame.image, frame.faces, frame.extras)
+
+
+@dataclass(frozen=True, slots=True)
+class FrameSpan:
+    """One chunk of a video file for a distributed job, as pts in the file's video time base.
+
+    Decoding starts at the keyframe `seek` (None: the file's start; demux-seek, nothing before it
+    is decoded); frames from `run_from` on enter the pipeline, those before `emit_from` only as
+    warm-up (tracking, landmarks and mask hysteresis start there so they are settled at the seam);
+    frames in [emit_from, emit_to) are written; processing stops before `run_to` (the tracker's
+    look-ahead past `emit_to`). None for `emit_to` / `run_to`: the end of the file.
+    frames: how many frames the span writes.
+    """
+
+    seek: int | None
+    run_from: int
+    emit_from: int
+    emit_to: int | None
+    run_to: int | None
+    frames: int
+
+    def emits(self, pts: int) -> bool:
+        """Whether the frame at `pts` is written (not warm-up or look-ahead)."""
+        return pts >= self.emit_from and (self.emit_to is None or pts < self.emit_to)
+
+
+def frame_span(src: VideoSource, span: FrameSpan) -> Iterator[Frame]:
+    """The frames of `src` (a file source) the span processes: from `run_from` to before `run_to`,
+    pts unchanged, indices counted from 0."""
+    if span.seek is not None:
+        if not hasattr(src, "seek"):
+            raise InputError(f"{src.spec}: this decoder cannot seek; a frame span needs PyAV")
+        # half a tick on: the float round trip must not land before the keyframe (an earlier one
+        # would only cost decoding, a later one would lose frames)
+        src.seek(float((span.seek + Fraction(1, 2)) * src.info.time_base))
+    n = 0
+    for frame in src:
+        if frame.pts < span.run_from:
+            continue
+        if span.run_to is not None and frame.pts >= span.run_to:
+            break
+        yield Frame(n, frame.pts, frame.time_base, frame.image, frame.faces, frame.extras)
+        n += 1

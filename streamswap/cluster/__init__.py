@@ -1,0 +1,11 @@
+"""Scale-out on Ray: one long video split into chunks, or many videos, over a cluster's workers.
+
+- chunks.py: keyframe index of a video (demuxed packets, nothing decoded) and the chunk plan;
+- workdir.py: a job's work directory: the plan, finished chunks (what a re-run keeps);
+- worker.py: the Ray actor that keeps the models loaded and runs chunks;
+- stitch.py: the final file by packet copy of the chunks, audio copied once from the input;
+- run.py: the driver: local or joined cluster, scheduling, retries, progress, summary.
+
+Only run.py and worker.py's callers import Ray, and only when a cluster job starts: a plain
+swap never imports it.
+"""

@@ -1,0 +1,487 @@
+"""The driver of cluster jobs: joins or starts a Ray cluster, plans chunks, schedules them over
+worker actors, retries what fails, stitches each file, and reports.
+
+- Cluster: `address` joins a running one (`ray start --head` on one machine, `ray start
+  --address HEAD:6379` on the others); otherwise a local one is started for the job and shut
+  down after it. Ray's own scheduler places the actors: one GPU each where the cluster has GPUs
+  (`num_gpus=1`, or a fraction to share one), else CPUs split evenly between them.
+- Chunks: each input is cut at keyframes (`chunks.plan_chunks`); finished chunks are kept in the
+  job's work directory (`workdir.WorkDir`), so a re-run does only what is left.
+- Scheduling: a chunk goes to an idle worker; chunks of every input share the pool (a batch of
+  files keeps all workers busy). The source identity is computed once, by one worker, and handed
+  to all of them through the object store.
+- Faults: a chunk whose worker died (the actor is restarted by Ray) or that raised is queued
+  again, preferring a worker it has not failed on, up to `max_retries` times; then its file
+  fails (a single-file job raises PipelineError, a batch goes on with the other files).
+- Ctrl-C: the workers are killed, a local cluster is shut down, finished chunks stay on disk,
+  and KeyboardInterrupt propagates.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from streamswap import __version__
+from streamswap.api import LITE_DETECT_EVERY, SYNTHETIC_COMMENT, SwapOptions, _check_io, choose_engine
+from streamswap.cluster.chunks import Chunk, PlanSettings, VideoIndex, frame_range, index_video, plan_chunks
+from streamswap.cluster.stitch import stitch
+from streamswap.cluster.workdir import ChunkRecord, WorkDir, fingerprint, input_identity
+from streamswap.cluster.worker import ChunkOutput, ChunkTask, ChunkWorker
+from streamswap.errors import InputError, PipelineError, StreamSwapError
+from streamswap.video.probe import classify
+
+log = logging.getLogger(__name__)
+
+# Measured with `streamswap bench scale` on nggyup.mp4 (720p, lite, 2 CPU cores): see the README.
+DEFAULT_CHUNK_S = 30.0
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """How a job is spread. workers: actors (None: one per GPU of the cluster, else one per
+    `cpus_per_worker` CPUs); address: a running cluster to join (None: start a local one);
+    chunk_s: chunk length, s; warmup_s: frames processed before each chunk and not written;
+    max_retries: attempts after the first for a chunk; cpus_per_worker / gpus_per_worker: the
+    actors' resources (None: decided from the cluster). chunk_delay_s / delay_chunks: TEST ONLY,
+    a chunk (those numbered in `delay_chunks`, all if empty) waits that long on its worker first."""
+
+    workers: int | None = None
+    address: str | None = None
+    chunk_s: float = DEFAULT_CHUNK_S
+    warmup_s: float = 1.0
+    max_retries: int = 3
+    cpus_per_worker: float | None = None
+    gpus_per_worker: float | None = None
+    chunk_delay_s: float = 0.0
+    delay_chunks: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.workers is not None and self.workers < 1:
+            raise InputError("--workers must be at least 1")
+        if self.chunk_s <= 0:
+            raise InputError("--chunk-seconds must be positive")
+        if self.max_retries < 0:
+            raise InputError("max retries must be >= 0")
+
+
+@dataclass(frozen=True)
+class FileJob:
+    """One input and where its output goes."""
+
+    input: str
+    output: str
+
+
+@dataclass
+class WorkerStats:
+    """One worker's share: chunks, frames written and processed (with warm-up), busy seconds,
+    written frames per busy second."""
+
+    worker: int
+    pid: int | None = None
+    host: str | None = None
+    chunks: int = 0
+    frames: int = 0
+    processed: int = 0
+    busy_s: float = 0.0
+    fps: float = 0.0
+
+
+@dataclass
+class FileResult:
+    """What became of one input: status done / skipped (its output was already complete) /
+    failed; chunks run now vs kept from an earlier run."""
+
+    input: str
+    output: str
+    status: str = "pending"
+    frames: int = 0
+    frames_expected: int = 0
+    chunks: int = 0
+    chunks_run: int = 0
+    chunks_reused: int = 0
+    audio_packets: int = 0
+    stitch_s: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class ClusterReport:
+    """What a cluster job did (`--json` prints it)."""
+
+    engine: str
+    workers: int = 0
+    address: str | None = None
+    chunk_s: float = 0.0
+    outputs: list[FileResult] = field(default_factory=list)
+    frames: int = 0
+    frames_total: int = 0
+    elapsed_s: float = 0.0
+    fps: float = 0.0
+    chunks_total: int = 0
+    chunks_run: int = 0
+    chunks_reused: int = 0
+    retries: int = 0
+    retry_log: list[dict[str, Any]] = field(default_factory=list)
+    worker_stats: list[WorkerStats] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ClusterProgress:
+    """A progress snapshot: frames written (incl. chunks kept from an earlier run) of the total,
+    frames/s of this run, ETA, workers busy, chunks done, retries so far."""
+
+    frames_done: int
+    frames_total: int
+    fps: float
+    eta_s: float | None
+    busy: int
+    workers: int
+    chunks_done: int
+    chunks_total: int
+    retries: int
+
+
+@dataclass
+class _Job:
+    file: FileJob
+    result: FileResult
+    index: VideoIndex | None = None
+    chunks: list[Chunk] = field(default_factory=list)
+    work: WorkDir | None = None
+    first: int = 0
+    end: int = 0
+
+
+@dataclass
+class _Item:
+    job: int
+    chunk: Chunk
+    attempts: int = 0
+    failed_on: set[int] = field(default_factory=set)
+
+
+def swap_cluster(options: SwapOptions, target: str, output: str, settings: ClusterSettings, *,
+                 progress: Callable[[ClusterProgress], None] | None = None,
+                 notice: Callable[[str], None] | None = None,
+                 on_assign: Callable[[ChunkTask, dict[str, Any]], None] | None = None) -> ClusterReport:
+    """Swap faces into one video file on a Ray cluster (see the module docstring); PipelineError
+    when a chunk fails beyond its retries. on_assign(task, worker_info): hears each chunk handed
+    to a worker (worker_info has its pid)."""
+    _check_io(options, target, output)
+    if classify(target) != "file":
+        raise InputError(f"--workers/--ray-address split video files; {target} is not one")
+    report = run_jobs(options, [FileJob(target, output)], settings, skip_done=False, progress=progress,
+                      notice=notice, on_assign=on_assign)
+    result = report.outputs[0]
+    if result.status == "failed":
+        raise PipelineError(f"{target}: {result.error}")
+    return report
+
+
+def batch_jobs(inputs: str | Path, output_dir: str | Path, suffix: str | None = None) -> list[FileJob]:
+    """The jobs of a batch: `inputs` is a folder (its video files, sorted by name) or a text file
+    listing one path per line (blank lines and #-comments skipped, relative paths from the
+    list's folder); each output is `output_dir`/<input name> (with `suffix` if given)."""
+    src, out = Path(inputs), Path(output_dir)
+    if not out.is_dir():
+        raise InputError(f"output folder {out} does not exist")
+    if src.is_dir():
+        from streamswap.video.probe import IMAGE_SUFFIXES
+
+        paths = sorted(p for p in src.iterdir() if p.is_file() and not p.name.startswith(".")
+                       and p.suffix.lower() not in IMAGE_SUFFIXES and p.suffix.lower() not in (".txt", ".json"))
+    elif src.is_file():
+        paths = []
+        for line in src.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                p = Path(line)
+                paths.append(p if p.is_absolute() else src.parent / p)
+    else:
+        raise InputError(f"--inputs {src}: no such folder or list file")
+    if not paths:
+        raise InputError(f"--inputs {src}: no video file in it")
+    names = [p.name if suffix is None else p.with_suffix(suffix).name for p in paths]
+    if len(set(names)) != len(names):
+        raise InputError("two inputs would write the same output name; give them distinct names")
+    return [FileJob(str(p), str(out / n)) for p, n in zip(paths, names)]
+
+
+def run_jobs(options: SwapOptions, jobs: list[FileJob], settings: ClusterSettings, *, skip_done: bool = True,
+             progress: Callable[[ClusterProgress], None] | None = None,
+             notice: Callable[[str], None] | None = None,
+             on_assign: Callable[[ChunkTask, dict[str, Any]], None] | None = None) -> ClusterReport:
+    """Run swap jobs on files over one cluster; outputs that exist are skipped when `skip_done`
+    (they are only ever written complete), else refused unless options.overwrite. See the
+    module docstring for scheduling, retries and Ctrl-C."""
+    engine, message = choose_engine(options.engine)
+    if message and notice:
+        notice(message)
+    report = ClusterReport(engine=engine, address=settings.address, chunk_s=settings.chunk_s)
+    if message:
+        report.notes.append(message)
+    if not options.sources:
+        raise InputError("give at least one --source face image")
+    every = 1 if engine == "ghost" else (LITE_DETECT_EVERY if options.detect_every is None else options.detect_every)
+    plan = PlanSettings(chunk_s=settings.chunk_s, warmup_s=settings.warmup_s, lookahead=options.smoothing_window,
+                        detect_every=every)
+    todo = [_prepare(options, engine, plan, job, skip_done) for job in jobs]
+    report.outputs = [j.result for j in todo]
+    active = [j for j in todo if j.result.status == "pending"]
+    report.frames_total = sum(j.result.frames_expected for j in active)
+    report.chunks_total = sum(len(j.chunks) for j in active)
+    report.chunks_reused = sum(j.result.chunks_reused for j in active)
+    t0 = time.monotonic()
+    for j in active:  # everything already there from an earlier run: only the stitch is left
+        if j.work is not None and len(j.work.finished()) == len(j.chunks):
+            _stitch(j, options)
+    queue = deque(_Item(n, c) for n, j in enumerate(todo) if j.result.status == "pending" and j.work is not None
+                  for c in j.chunks if j.work.record(c.number) is None)
+    if queue:
+        _schedule(options, engine, settings, todo, queue, report, progress, on_assign)
+    report.elapsed_s = time.monotonic() - t0
+    report.chunks_run = sum(j.result.chunks_run for j in todo)
+    new_frames = sum(s.frames for s in report.worker_stats)
+    report.frames = sum(j.result.frames for j in todo if j.result.status == "done")
+    report.fps = new_frames / report.elapsed_s if report.elapsed_s > 0 else 0.0
+    return report
+
+
+def _prepare(options: SwapOptions, engine: str, plan: PlanSettings, file: FileJob, skip_done: bool) -> _Job:
+    result = FileResult(file.input, file.output)
+    job = _Job(file, result)
+    if skip_done and Path(file.output).exists() and not options.overwrite:
+        result.status = "skipped"
+        return job
+    _check_io(options, file.input, file.output)
+    job.index = index_video(file.input)
+    ranged = options.start_s > 0 or options.end_s is not None
+    job.first, job.end = frame_range(job.index, options.start_s, options.end_s) if ranged else (0, job.index.frames)
+    job.chunks = plan_chunks(job.index, plan, job.first, job.end)
+    opts = {k: v for k, v in asdict(options).items() if k != "overwrite"}
+    key = fingerprint({"input": input_identity(file.input), "options": opts, "engine": engine,
+                       "plan": asdict(plan), "version": __version__})
+    job.work = WorkDir.open(file.output, key, job.chunks)
+    result.frames_expected = job.end - job.first
+    result.chunks = len(job.chunks)
+    result.chunks_reused = len(job.work.finished())
+    return job
+
+
+def _stitch(job: _Job, options: SwapOptions) -> None:
+    assert job.work is not None
+    try:
+        rep = stitch([job.work.chunk_path(c.number) for c in job.chunks], job.file.output,
+                     expected_frames=job.end - job.first, audio_from=job.file.input, start_s=options.start_s,
+                     end_s=options.end_s, metadata={"comment": SYNTHETIC_COMMENT})
+    except (StreamSwapError, OSError) as exc:
+        job.result.status, job.result.error = "failed", str(exc)
+        return
+    job.result.status, job.result.frames = "done", rep.frames
+    job.result.audio_packets, job.result.stitch_s = rep.audio_packets, rep.seconds
+    job.work.remove()
+
+
+def _connect(settings: ClusterSettings) -> bool:
+    """Join or start a cluster; True when this call started it (and must shut it down)."""
+    try:
+        import ray
+    except ImportError:
+        raise InputError("--workers/--ray-address need Ray: pip install 'streamswap[cluster]'") from None
+
+    if ray.is_initialized():
+        return False
+    common: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
+    if settings.address:
+        try:
+            ray.init(address=settings.address, **common)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise InputError(f"cannot join the Ray cluster at {settings.address}: {exc} "
+                             "(start it with `ray start --head`)") from None
+    else:
+        cpus = max(settings.workers or 1, os.cpu_count() or 1)
+        ray.init(num_cpus=cpus, include_dashboard=False, **common)
+    return True
+
+
+def _actor_resources(settings: ClusterSettings) -> tuple[int, dict[str, Any]]:
+    """How many workers and each one's Ray resources, from the settings and the cluster."""
+    import ray
+
+    res = ray.cluster_resources()
+    gpus, cpus = float(res.get("GPU", 0)), float(res.get("CPU", 1))
+    if settings.gpus_per_worker is not None or gpus > 0:
+        if settings.gpus_per_worker is not None:
+            g = settings.gpus_per_worker
+        else:  # one GPU each; more workers than GPUs share them evenly
+            g = 1.0 if not settings.workers or settings.workers <= gpus else gpus / settings.workers
+        n = settings.workers or (max(1, int(gpus / g)) if g > 0 else 1)
+        c = settings.cpus_per_worker if settings.cpus_per_worker is not None else 1.0
+        return n, {"num_gpus": g, "num_cpus": c}
+    if settings.workers is None:
+        c = settings.cpus_per_worker or 2.0
+        return max(1, int(cpus // c)), {"num_cpus": c}
+    # CPU only: the cores split evenly (Ray sets each actor's OMP/torch threads to its share)
+    c = settings.cpus_per_worker or max(1.0, float(int(cpus // settings.workers)))
+    return settings.workers, {"num_cpus": c}
+
+
+def _schedule(options: SwapOptions, engine: str, settings: ClusterSettings, jobs: list[_Job], queue: deque[_Item],
+              report: ClusterReport, progress: Callable[[ClusterProgress], None] | None,
+              on_assign: Callable[[ChunkTask, dict[str, Any]], None] | None) -> None:
+    started = _connect(settings)
+    import ray
+    from ray.exceptions import ActorUnavailableError, RayError, RayTaskError
+
+    actors: list[Any] = []
+    try:
+        n, resources = _actor_resources(settings)
+        remote = ray.remote(max_restarts=settings.max_retries + 1, max_task_retries=0, **resources)(ChunkWorker)
+        actors = [remote.remote(options, engine, w) for w in range(n)]
+        report.workers = n
+        infos: list[dict[str, Any]] = list(ray.get([a.info.remote() for a in actors]))
+        report.worker_stats = [WorkerStats(w, i["pid"], i["host"]) for w, i in enumerate(infos)]
+        identity = actors[0].source_identity.remote()  # once, into the object store
+        try:
+            ray.get(identity)
+        except RayTaskError as exc:
+            cause = exc.cause
+            raise cause if isinstance(cause, StreamSwapError) else PipelineError(f"source identity: {cause}") from None
+        idle = list(range(n))
+        alive = set(range(n))
+        inflight: dict[Any, tuple[int, _Item]] = {}
+        probes: dict[Any, int] = {}  # info() calls to workers being restarted: back when they answer
+        t0 = time.monotonic()
+        done_frames = sum(c.frames for j in jobs if j.work for c in j.chunks if j.work.record(c.number))
+        done_chunks = report.chunks_reused
+        new_frames = 0
+        last_tick = 0.0
+        while queue or inflight:
+            if not alive:
+                for item in queue:
+                    _fail(jobs[item.job], "every worker was lost")
+                break
+            for w in list(idle):
+                item = _pick(queue, w, len(alive))
+                if item is None:
+                    continue
+                job = jobs[item.job]
+                assert job.index is not None
+                delay = settings.chunk_delay_s if (not settings.delay_chunks or item.chunk.number in
+                                                   settings.delay_chunks) and item.attempts == 0 else 0.0
+                task = ChunkTask(item.job, item.chunk.number, job.file.input, item.chunk.span(job.index), delay)
+                inflight[actors[w].run_chunk.remote(task, identity)] = (w, item)
+                idle.remove(w)
+                if on_assign is not None:
+                    on_assign(task, dict(infos[w]))
+            waiting = [*inflight, *probes]
+            ready, _ = ray.wait(waiting, num_returns=1, timeout=0.25) if waiting else ([], [])
+            for ref in ready:
+                if ref in probes:
+                    w = probes.pop(ref)
+                    try:
+                        infos[w] = ray.get(ref)
+                    except ActorUnavailableError:  # still restarting: ask again shortly
+                        time.sleep(0.1)
+                        probes[actors[w].info.remote()] = w
+                    except RayError:  # out of restarts: the pool goes on without it
+                        alive.discard(w)
+                    else:
+                        report.worker_stats[w].pid = infos[w]["pid"]
+                        idle.append(w)
+                    continue
+                w, item = inflight.pop(ref)
+                job = jobs[item.job]
+                try:
+                    out: ChunkOutput = ray.get(ref)
+                except RayError as exc:
+                    if isinstance(exc, RayTaskError):
+                        why = f"{type(exc.cause).__name__}: {exc.cause}"
+                        idle.append(w)
+                    else:  # the worker died (Ray restarts it) or its result was lost
+                        why = f"worker {w} lost ({type(exc).__name__})"
+                        probes[actors[w].info.remote()] = w  # back when it answers; gone if out of restarts
+                    if job.result.status == "pending":
+                        _retry(item, w, why, settings, queue, jobs, report)
+                    continue
+                idle.append(w)
+                if job.result.status != "pending":
+                    continue  # its file already failed
+                assert job.work is not None
+                job.work.commit(out.number, out.data, ChunkRecord(out.number, out.frames, out.processed, out.seconds,
+                                                                  out.worker, out.pid, out.host))
+                job.result.chunks_run += 1
+                stats = report.worker_stats[w]
+                stats.chunks += 1
+                stats.frames += out.frames
+                stats.processed += out.processed
+                stats.busy_s += out.seconds
+                stats.fps = stats.frames / stats.busy_s if stats.busy_s > 0 else 0.0
+                done_frames += out.frames
+                done_chunks += 1
+                new_frames += out.frames
+                if len(job.work.finished()) == len(job.chunks):
+                    _stitch(job, options)
+            now = time.monotonic()
+            if progress is not None and (ready or now - last_tick >= 0.5):
+                last_tick = now
+                fps = new_frames / (now - t0) if now > t0 else 0.0
+                left = report.frames_total - done_frames
+                progress(ClusterProgress(done_frames, report.frames_total, fps, left / fps if fps > 0 else None,
+                                         len(inflight), len(alive), done_chunks, report.chunks_total, report.retries))
+    finally:
+        for a in actors:
+            try:
+                ray.kill(a, no_restart=True)
+            except Exception:  # noqa: BLE001 - an actor already gone
+                pass
+        if started:
+            ray.shutdown()
+
+
+def _fail(job: _Job, why: str) -> None:
+    if job.result.status == "pending":
+        job.result.status, job.result.error = "failed", why
+
+
+def _pick(queue: deque[_Item], worker: int, workers: int) -> _Item | None:
+    """The next chunk for `worker`: the first queued one it has not failed on (any, when every
+    worker has failed it)."""
+    for item in queue:
+        if worker not in item.failed_on or len(item.failed_on) >= workers:
+            queue.remove(item)
+            return item
+    return None
+
+
+def _retry(item: _Item, worker: int, why: str, settings: ClusterSettings, queue: deque[_Item], jobs: list[_Job],
+           report: ClusterReport) -> None:
+    job = jobs[item.job]
+    item.attempts += 1
+    item.failed_on.add(worker)
+    report.retries += 1
+    report.retry_log.append({"input": job.file.input, "chunk": item.chunk.number, "worker": worker,
+                             "attempt": item.attempts, "error": why})
+    log.warning("chunk %d of %s failed on worker %d (%s); attempt %d of %d", item.chunk.number, job.file.input,
+                worker, why, item.attempts + 1, settings.max_retries + 1)
+    if item.attempts > settings.max_retries:
+        report.retries -= 1  # not retried: the file fails
+        report.retry_log[-1]["gave_up"] = True
+        _fail(job, f"chunk {item.chunk.number} failed {item.attempts} times; last: {why}")
+        for other in [q for q in queue if q.job == item.job]:
+            queue.remove(other)
+        return
+    queue.appendleft(item)
+
+
+__all__ = ["ClusterProgress", "ClusterReport", "ClusterSettings", "FileJob", "FileResult", "WorkerStats",
+           "batch_jobs", "run_jobs", "swap_cluster", "DEFAULT_CHUNK_S"]

@@ -1,0 +1,115 @@
+"""`streamswap batch`: many videos over one Ray cluster; also the cluster display of
+`streamswap swap --workers/--ray-address`. Ray is imported only when such a job starts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from streamswap.cli import app
+
+
+def _settings(workers: int | None, ray_address: str | None, chunk_seconds: float | None) -> Any:
+    from streamswap.cluster.run import DEFAULT_CHUNK_S, ClusterSettings
+
+    return ClusterSettings(workers=workers, address=ray_address,
+                           chunk_s=DEFAULT_CHUNK_S if chunk_seconds is None else chunk_seconds)
+
+
+def _run(label: str, quiet: bool, as_json: bool, job: Any) -> Any:
+    """Run `job(progress, notice)` with one aggregated progress display (frames, fps, ETA,
+    workers busy, chunks, retries), then print the summary (and JSON)."""
+    console = Console(stderr=True, quiet=quiet)
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console, transient=False)
+    task: list[Any] = []
+
+    def show(p: Any) -> None:
+        if not task:
+            progress.start()
+            task.append(progress.add_task(label, total=p.frames_total, rate=""))
+        eta = f"ETA {p.eta_s:4.0f} s" if p.eta_s is not None else "ETA    ?"
+        progress.update(task[0], completed=p.frames_done,
+                        rate=f"{p.fps:5.1f} fps  {eta}  workers {p.busy}/{p.workers} busy  "
+                             f"chunks {p.chunks_done}/{p.chunks_total}  retries {p.retries}")
+
+    def notice(m: str) -> None:
+        console.print(f"[yellow]note:[/] {escape(m)}", highlight=False, soft_wrap=True)
+
+    try:
+        report = job(None if quiet else show, notice)
+    finally:
+        progress.stop()
+    if as_json:
+        typer.echo(json.dumps(asdict(report), indent=2, default=str))
+    for r in report.outputs:
+        if r.status == "done":
+            console.print(f"[green]done[/]: {escape(r.output)} ({r.frames} frames; {r.chunks_run} chunk(s) run, "
+                          f"{r.chunks_reused} kept from an earlier run)", highlight=False, soft_wrap=True)
+        elif r.status == "skipped":
+            console.print(f"[dim]skipped[/]: {escape(r.output)} is already complete", highlight=False, soft_wrap=True)
+        else:
+            console.print(f"[bold red]failed[/]: {escape(r.input)}: {escape(r.error or '?')}", highlight=False,
+                          soft_wrap=True)
+    console.print(f"{report.engine} engine, {report.workers} worker(s): {report.frames} frames in "
+                  f"{report.elapsed_s:.1f} s ({report.fps:.1f} fps), {report.retries} retried chunk(s)",
+                  highlight=False, soft_wrap=True)
+    for w in report.worker_stats:
+        console.print(f"  worker {w.worker} (pid {w.pid}, {w.host}): {w.chunks} chunk(s), {w.frames} frames, "
+                      f"{w.fps:.1f} fps while busy", highlight=False, soft_wrap=True)
+    for note in report.notes:
+        if not note.startswith("GHOST models not found"):
+            console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    return report
+
+
+def run_cluster_swap(options: Any, target: str, output: str, *, workers: int | None, ray_address: str | None,
+                     chunk_seconds: float | None, quiet: bool, as_json: bool) -> Any:
+    """`swap --workers/--ray-address`: one video in chunks over a Ray cluster."""
+    from streamswap.cluster.run import swap_cluster
+
+    settings = _settings(workers, ray_address, chunk_seconds)
+    return _run("swap", quiet, as_json,
+                lambda show, notice: swap_cluster(options, target, output, settings, progress=show, notice=notice))
+
+
+@app.command()
+def batch(
+    source: list[str] = typer.Option(..., "--source", "-s", help="Face image to put in (repeat for several people)."),
+    inputs: str = typer.Option(..., "--inputs", "-i", help="A folder of videos, or a text file listing one per line."),
+    output_dir: str = typer.Option(..., "--output-dir", "-o", help="Where the outputs go (same names as the inputs)."),
+    target_face: list[str] = typer.Option([], "--target-face", help="Reference photo of the person source i replaces."),
+    similarity: float = typer.Option(None, help="Identity threshold for --target-face (default: the engine's)."),
+    engine: str = typer.Option("auto", help="ghost, lite or auto (ghost when its models are present)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda (each worker uses its own GPU)."),
+    detect_every: int = typer.Option(None, help="Run the face detector every N frames (default: 5 lite, 1 ghost)."),
+    crf: int = typer.Option(18, help="Output quality: x264 CRF, 0 (best) .. 51."),
+    preset: str = typer.Option("medium", help="x264 speed preset (ultrafast .. veryslow)."),
+    workers: int = typer.Option(None, "--workers", help="Workers of a local Ray cluster (default: one per GPU, "
+                                "else one per 2 CPUs)."),
+    ray_address: str = typer.Option(None, "--ray-address", help="Join a running Ray cluster (`ray start --head`)."),
+    chunk_seconds: float = typer.Option(None, "--chunk-seconds", help="Chunk length of long videos (default 30)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that already exist."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display or summary."),
+) -> None:
+    """Swap a face into many videos on a Ray cluster (long ones in chunks), skipping outputs that
+    are already complete; an interrupted batch resumes where it stopped."""
+    from streamswap.api import SwapOptions
+    from streamswap.cluster.run import batch_jobs, run_jobs
+
+    options = SwapOptions(sources=tuple(source), target_faces=tuple(target_face), similarity=similarity,
+                          engine=engine, device=device, detect_every=detect_every, crf=crf,  # type: ignore[arg-type]
+                          preset=preset, overwrite=overwrite)
+    jobs = batch_jobs(inputs, output_dir)
+    settings = _settings(workers, ray_address, chunk_seconds)
+    report = _run("batch", quiet, as_json,
+                  lambda show, notice: run_jobs(options, jobs, settings, progress=show, notice=notice))
+    if any(r.status == "failed" for r in report.outputs):
+        raise typer.Exit(1)

@@ -1,0 +1,115 @@
+"""The pieces of a cluster job that need no cluster: the keyframe index and chunk plan, the work
+directory a re-run resumes from, the stitch's refusals, and that a plain swap never imports Ray."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import pytest
+
+from helpers_media import audio_packets, make_video, video_facts
+from streamswap.cluster.chunks import PlanSettings, frame_range, index_video, plan_chunks
+from streamswap.cluster.stitch import stitch
+from streamswap.cluster.workdir import ChunkRecord, WorkDir, work_dir_for
+from streamswap.errors import InputError, PipelineError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def nggyup_index(shared_data):
+    return index_video(shared_data / "videos" / "nggyup.mp4")
+
+
+def test_the_index_reads_nggyups_frames_and_keyframes_from_packets(nggyup_index):
+    ix = nggyup_index
+    assert ix.frames == 289 and ix.fps == 30
+    assert ix.keyframes == tuple(range(0, 289, 30))  # a keyframe every second: enough for >= 3 chunks
+    assert list(ix.pts) == sorted(ix.pts) and len(set(ix.pts)) == 289
+
+
+def test_chunks_cover_every_frame_once_and_start_at_keyframes(nggyup_index):
+    chunks = plan_chunks(nggyup_index, PlanSettings(chunk_s=3.0, warmup_s=1.0, lookahead=15, detect_every=5))
+    assert [(c.first, c.end) for c in chunks] == [(0, 90), (90, 180), (180, 289)]  # the 0.6 s tail joins the last
+    for c in chunks:
+        assert c.first in nggyup_index.keyframes
+        assert c.seek in nggyup_index.keyframes and c.seek <= c.run_from <= c.first
+        assert c.run_from % 5 == 0  # the detector runs on the same frames as in one process
+        assert c.first - c.run_from >= 30 or c.run_from == 0  # one second of warm-up
+        assert c.run_to == min(289, c.end + 15)  # the smoother's look-ahead
+    span = chunks[1].span(nggyup_index)
+    assert span.frames == 90 and span.emits(nggyup_index.pts[90]) and not span.emits(nggyup_index.pts[89])
+    assert not span.emits(nggyup_index.pts[180])
+
+
+def test_a_time_range_is_planned_from_its_first_frame(nggyup_index):
+    first, end = frame_range(nggyup_index, 2.01, 5.0)
+    assert (first, end) == (61, 150)
+    chunks = plan_chunks(nggyup_index, PlanSettings(chunk_s=1.0, warmup_s=1.0, detect_every=5), first, end)
+    assert chunks[0].first == 61 and chunks[-1].end == 150
+    assert all((c.run_from - first) % 5 == 0 for c in chunks)  # phase counted from the range's start
+    assert sum(c.frames for c in chunks) == 89
+    with pytest.raises(InputError):
+        frame_range(nggyup_index, 20.0, None)
+
+
+def test_sparse_keyframes_make_fewer_longer_chunks(tmp_path):
+    clip = make_video(tmp_path / "one_gop.mp4", frames=60, fps=30)  # x264's default GOP: one keyframe
+    chunks = plan_chunks(index_video(clip), PlanSettings(chunk_s=0.5))
+    assert [(c.first, c.end) for c in chunks] == [(0, 60)]
+
+
+def test_the_work_dir_keeps_finished_chunks_only_for_the_same_plan(tmp_path, nggyup_index):
+    chunks = plan_chunks(nggyup_index, PlanSettings(chunk_s=3.0))
+    out = tmp_path / "out.mp4"
+    wd = WorkDir.open(out, "key-a", chunks)
+    assert wd.root == work_dir_for(out) and wd.finished() == {}
+    wd.partial_path(1).write_bytes(b"half a chunk")  # what a killed run leaves
+    wd.commit(0, b"chunk zero", ChunkRecord(0, 90, 105, 1.0, 0, 123, "host"))
+    again = WorkDir.open(out, "key-a", chunks)
+    assert list(again.finished()) == [0] and not again.partial_path(1).exists()
+    other = WorkDir.open(out, "key-b", chunks)  # another input or other settings: start afresh
+    assert other.finished() == {}
+
+
+def test_the_stitch_refuses_a_wrong_frame_count_and_leaves_no_file(tmp_path):
+    a = make_video(tmp_path / "a.mp4", frames=10, fps=25)
+    with pytest.raises(PipelineError, match="frames"):
+        stitch([a], tmp_path / "out.mp4", expected_frames=11, audio_from=None)
+    assert list(tmp_path.glob("*out*")) == []
+
+
+def test_the_stitch_refuses_chunks_whose_timestamps_overlap(tmp_path):
+    a = make_video(tmp_path / "a.mp4", frames=10, fps=25)
+    with pytest.raises(PipelineError, match="increase"):
+        stitch([a, a], tmp_path / "out.mp4", expected_frames=20, audio_from=None)
+    assert list(tmp_path.glob("*out*")) == []
+
+
+def test_the_stitch_joins_packets_and_copies_the_audio_once(tmp_path):
+    src = make_video(tmp_path / "src.mp4", frames=50, fps=25, audio=True)
+    parts = []
+    for n, (a, b) in enumerate([(0, 20), (20, 50)]):  # two chunks cut from the source's frames
+        with av.open(str(src)) as c:
+            frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)][a:b]
+        parts.append(make_video(tmp_path / f"c{n}.mp4", frames=b - a, fps=25, pts=range(a, b), images=frames))
+    rep = stitch(parts, tmp_path / "joined.mp4", expected_frames=50, audio_from=str(src))
+    facts = video_facts(tmp_path / "joined.mp4")
+    assert rep.frames == facts["frames"] == 50
+    assert facts["times"] == pytest.approx([i / 25 for i in range(50)])
+    assert audio_packets(tmp_path / "joined.mp4") == audio_packets(src)
+
+
+def test_a_plain_swap_never_imports_ray(tmp_path, shared_data):
+    clip = make_video(tmp_path / "clip.mp4", frames=5, fps=25)
+    out = tmp_path / "out.mp4"
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "streamswap", "swap", "--source",
+                           str(shared_data / "images" / "mark.jpg"), "--target", str(clip), "--output", str(out),
+                           "--engine", "lite", "--quiet"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "streamswap.api" in imported and out.exists()  # the check sees the job's imports
+    assert not any(name == "ray" or name.startswith("ray.") for name in imported)
