@@ -18,6 +18,8 @@ EncoderKind = Literal["unet", "linknet"]
 
 # Encoder widths, 256 px input -> 2 px bottleneck.
 _ENC = (3, 32, 64, 128, 256, 512, 1024, 1024)
+_DEC = (1024, 512, 256, 128, 64, 32)  # decoder (transposed conv) widths
+_GEN = (1024, 1024, 1024, 1024, 512, 256, 128, 64)  # AAD ResBlk input widths (the last maps to 3)
 
 
 @dataclass(frozen=True)
@@ -27,18 +29,43 @@ class AEINetConfig:
     num_blocks: int = 2
     encoder: EncoderKind = "unet"
     id_dim: int = 512
+    # Channel multiplier for every hidden layer (1.0 = GHOST's published widths). Smaller
+    # values build tiny networks for CPU smoke runs; images stay 3 channels in and out.
+    width: float = 1.0
 
     def __post_init__(self) -> None:
         if self.num_blocks < 1:
             raise ValueError(f"num_blocks must be >= 1, got {self.num_blocks}")
         if self.encoder not in ("unet", "linknet"):
             raise ValueError(f"encoder must be 'unet' or 'linknet', got {self.encoder!r}")
+        if not self.width > 0:
+            raise ValueError(f"width must be > 0, got {self.width}")
+
+    def scaled(self, channels: int) -> int:
+        """A published hidden width scaled by `width` (at least 1)."""
+        return channels if self.width == 1.0 else max(1, round(channels * self.width))
+
+    def encoder_channels(self) -> tuple[int, ...]:
+        """Input + the 7 encoder conv widths (3, 32, ..., 1024 at width 1)."""
+        return (3, *(self.scaled(c) for c in _ENC[1:]))
+
+    def decoder_channels(self) -> tuple[int, ...]:
+        """The 6 transposed-conv widths (1024, ..., 32 at width 1)."""
+        return tuple(self.scaled(c) for c in _DEC)
+
+    def generator_channels(self) -> tuple[int, ...]:
+        """Widths along the AAD generator: 8 ResBlk inputs, then the 3 output channels."""
+        return (*(self.scaled(c) for c in _GEN), 3)
 
     def attr_channels(self) -> tuple[int, ...]:
-        """Channels of the 8 attribute maps (2, 4, 8, ..., 256 px)."""
+        """Channels of the 8 attribute maps (2, 4, 8, ..., 256 px); at width 1:
+        unet (1024, 2048, 1024, 512, 256, 128, 64, 64), linknet (1024, 1024, 512, ..., 32, 32)."""
+        enc, dec = self.encoder_channels(), self.decoder_channels()
         if self.encoder == "unet":  # skip concatenated: deconv out + encoder feature
-            return (1024, 2048, 1024, 512, 256, 128, 64, 64)
-        return (1024, 1024, 512, 256, 128, 64, 32, 32)  # skip added
+            mid = tuple(dec[i] + enc[6 - i] for i in range(6))
+        else:  # skip added
+            mid = dec
+        return (enc[7], *mid, mid[-1])
 
 
 def _down(cin: int, cout: int) -> nn.Sequential:
@@ -70,14 +97,15 @@ class _Up(nn.Module):
 class AttributeEncoder(nn.Module):
     """Multi-level attribute encoder: U-Net (skip concatenated) or LinkNet (skip added)."""
 
-    def __init__(self, kind: EncoderKind = "unet") -> None:
+    def __init__(self, kind: EncoderKind = "unet", config: AEINetConfig | None = None) -> None:
         super().__init__()
+        config = config or AEINetConfig(encoder=kind)
+        enc = config.encoder_channels()
         for i in range(7):
-            self.add_module(f"conv{i + 1}", _down(_ENC[i], _ENC[i + 1]))
+            self.add_module(f"conv{i + 1}", _down(enc[i], enc[i + 1]))
         # decoder inputs: bottleneck, then the previous attribute map
-        ins = (1024, 2048, 1024, 512, 256, 128) if kind == "unet" else (1024, 1024, 512, 256, 128, 64)
-        outs = (1024, 512, 256, 128, 64, 32)
-        for i, (cin, cout) in enumerate(zip(ins, outs)):
+        ins = config.attr_channels()[:6]
+        for i, (cin, cout) in enumerate(zip(ins, config.decoder_channels())):
             self.add_module(f"deconv{i + 1}", _Up(cin, cout, kind))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -152,8 +180,8 @@ class AADGenerator(nn.Module):
 
     def __init__(self, config: AEINetConfig) -> None:
         super().__init__()
-        self.up1 = nn.ConvTranspose2d(config.id_dim, 1024, kernel_size=2, stride=1, padding=0)
-        widths = (1024, 1024, 1024, 1024, 512, 256, 128, 64, 3)
+        widths = config.generator_channels()
+        self.up1 = nn.ConvTranspose2d(config.id_dim, widths[0], kernel_size=2, stride=1, padding=0)
         for i, c_attr in enumerate(config.attr_channels()):
             self.add_module(f"AADBlk{i + 1}", AADResBlk(widths[i], widths[i + 1], c_attr,
                                                         config.id_dim, config.num_blocks))
@@ -173,7 +201,7 @@ class AEINet(nn.Module):
     def __init__(self, config: AEINetConfig | None = None) -> None:
         super().__init__()
         self.config = config or AEINetConfig()
-        self.encoder = AttributeEncoder(self.config.encoder)
+        self.encoder = AttributeEncoder(self.config.encoder, self.config)
         self.generator = AADGenerator(self.config)
 
     def forward(self, x_t: torch.Tensor, z_id: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:

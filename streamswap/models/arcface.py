@@ -45,19 +45,22 @@ class IBasicBlock(nn.Module):
 class IResNet(nn.Module):
     """Face crops (B, 3, 112, 112), RGB in [-1, 1] -> embeddings (B, 512), not normalised."""
 
-    def __init__(self, depth: str = "r100", num_features: int = 512) -> None:
+    def __init__(self, depth: str = "r100", num_features: int = 512, width: int = 64) -> None:
+        """`width`: channels of the stem and first stage (64 published; the stages double it).
+        Small values build tiny random encoders for CPU training smoke runs."""
         super().__init__()
         layers = IRESNET_LAYERS[depth]
-        self.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
-        self.bn1 = _bn(64)
-        self.prelu = nn.PReLU(64)
-        cin = 64
-        for i, (n, cout) in enumerate(zip(layers, (64, 128, 256, 512))):
+        widths = (width, 2 * width, 4 * width, 8 * width)
+        self.conv1 = nn.Conv2d(3, width, 3, stride=1, padding=1, bias=False)
+        self.bn1 = _bn(width)
+        self.prelu = nn.PReLU(width)
+        cin = width
+        for i, (n, cout) in enumerate(zip(layers, widths)):
             blocks = [IBasicBlock(cin if k == 0 else cout, cout, 2 if k == 0 else 1) for k in range(n)]
             self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
             cin = cout
-        self.bn2 = _bn(512)
-        self.fc = nn.Linear(512 * 7 * 7, num_features)
+        self.bn2 = _bn(widths[-1])
+        self.fc = nn.Linear(widths[-1] * 7 * 7, num_features)
         self.features = nn.BatchNorm1d(num_features, eps=1e-5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -95,18 +95,20 @@ class HourGlass(nn.Module):
 class FAN(nn.Module):
     """Stacked-hourglass landmark network. Input (B, 3, 256, 256) RGB in [0, 1]; returns the
     heatmaps (B, num_landmarks + 1, 64, 64) of every hourglass (the last channel is the boundary
-    map). `end_relu` is on for GHOST's network (its string flag "False" is truthy)."""
+    map). `end_relu` is on for GHOST's network (its string flag "False" is truthy). `stem`
+    (64 published) sets the widths before the hourglasses (stem, 2 x stem); small `stem` and
+    `features` build tiny random networks for CPU training smoke runs."""
 
     def __init__(self, num_modules: int = 4, num_landmarks: int = 98, end_relu: bool = True,
-                 depth: int = 4, features: int = 256) -> None:
+                 depth: int = 4, features: int = 256, stem: int = 64) -> None:
         super().__init__()
         self.num_modules = num_modules
         self.end_relu = end_relu
-        self.conv1 = CoordConv(3, 64, with_boundary=False, kernel_size=7, stride=2, padding=3)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.conv2 = ConvBlock(64, 128)
-        self.conv3 = ConvBlock(128, 128)
-        self.conv4 = ConvBlock(128, features)
+        self.conv1 = CoordConv(3, stem, with_boundary=False, kernel_size=7, stride=2, padding=3)
+        self.bn1 = nn.BatchNorm2d(stem)
+        self.conv2 = ConvBlock(stem, 2 * stem)
+        self.conv3 = ConvBlock(2 * stem, 2 * stem)
+        self.conv4 = ConvBlock(2 * stem, features)
         nh = num_landmarks + 1
         for i in range(num_modules):
             self.add_module(f"m{i}", HourGlass(depth, features, first=i == 0))

@@ -1,0 +1,97 @@
+"""Training settings: frozen dataclasses with GHOST's defaults, built once by the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Precision = Literal["fp32", "bf16", "fp16"]
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """GHOST's loss weights; the eye loss is off by default (enable it after the first epochs)."""
+
+    adv: float = 1.0
+    attr: float = 10.0
+    id: float = 20.0
+    rec: float = 10.0
+    eyes: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which networks to train and with which frozen helpers.
+
+    Published widths by default (G_unet_{blocks}, D_unet_*, IResNet-100 `backbone.pth`, AWL
+    `WFLW_4HG.pth`). `tiny()` gives random networks a CPU runs in seconds (CI smoke runs)."""
+
+    blocks: int = 2
+    g_width: float = 1.0        # AEI-Net channel multiplier (1.0 = published)
+    id_dim: int = 512           # identity embedding size (IResNet output = G input)
+    d_ndf: int = 64
+    d_layers: int = 5
+    d_scales: int = 3
+    # frozen helpers: "published" loads the weight file (path below or the model cache); "tiny" is random
+    identity: Literal["published", "tiny"] = "published"
+    eye_net: Literal["published", "tiny"] = "published"
+    arcface_weights: Path | None = None   # backbone.pth; None = find it in the model cache
+    eye_weights: Path | None = None       # WFLW_4HG.pth; None = find it in the model cache
+
+    @classmethod
+    def tiny(cls, blocks: int = 1) -> ModelSettings:
+        """Random tiny networks (AEI-Net width 1/32, D ndf 4, IResNet-18 width 4, FAN 1 hourglass)."""
+        return cls(blocks=blocks, g_width=1 / 32, id_dim=64, d_ndf=4, d_layers=3, d_scales=2,
+                   identity="tiny", eye_net="tiny")
+
+    @property
+    def is_published_shape(self) -> bool:
+        """True when G and D have the published layouts (fine-tuning and export to `swap` need it)."""
+        return self.g_width == 1.0 and self.id_dim == 512
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """One training run. `batch_size` is per process (GHOST: 16 on one GPU); with torchrun the
+    effective batch is batch_size x world size."""
+
+    out_dir: Path
+    steps: int = 100_000
+    batch_size: int = 16
+    lr: float = 4e-4
+    betas: tuple[float, float] = (0.0, 0.999)
+    weight_decay: float = 1e-4
+    scheduler: bool = False          # GHOST's optional StepLR
+    scheduler_step: int = 5000
+    scheduler_gamma: float = 0.2
+    weights: LossWeights = field(default_factory=LossWeights)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    precision: Precision = "fp32"
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3        # newest N kept; 0 = keep all
+    log_every: int = 10
+    image_every: int = 500
+    fixed_batch_size: int = 4        # the fixed batch whose reconstruction loss is tracked
+    seed: int = 0
+    device: str = "auto"             # auto = cuda:LOCAL_RANK when CUDA exists, else cpu
+    init_g: Path | None = None       # fine-tune from a published G_unet_*.pth
+    init_d: Path | None = None       # ... and D_unet_*.pth
+    resume: bool = False             # continue from the newest checkpoint in out_dir
+    models_dir: Path | None = None   # where published helper weights are (else the model cache)
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        for name in ("steps", "batch_size", "checkpoint_every", "log_every", "image_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.out_dir / "checkpoints"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.out_dir / "logs"
