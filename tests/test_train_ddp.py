@@ -32,7 +32,7 @@ def test_two_process_gloo_run_gives_both_ranks_the_same_weights(shared_data, tmp
            "--master-port", str(_free_port()), "-m", "train", "fit", "--data", str(shared_data / "training_pairs"),
            "--out", str(out), "--steps", "2", "--batch-size", "2", "--tiny", "--blocks", "1", "--device", "cpu",
            "--threads", "1", "--image-every", "100", "--json"]
-    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     summary = json.loads(run.stdout)
     assert summary["world_size"] == 2 and summary["end_step"] == 2

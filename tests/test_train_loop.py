@@ -52,10 +52,10 @@ def dataset(one_thread, shared_data, tmp_path_factory) -> Path:
 
 
 def _settings(out: Path, steps: int, **kw) -> TrainSettings:
-    base = dict(out_dir=out, steps=steps, batch_size=4, model=ModelSettings.tiny(),
-                weights=LossWeights(eyes=1.0),  # GHOST's default is 0: on here so every term runs
-                checkpoint_every=10, keep_checkpoints=0, log_every=1, image_every=30, device="cpu",
-                fixed_batch_size=4, seed=3)
+    base = {"out_dir": out, "steps": steps, "batch_size": 4, "model": ModelSettings.tiny(),
+            "weights": LossWeights(eyes=1.0),  # GHOST's default is 0: on here so every term runs
+            "checkpoint_every": 10, "keep_checkpoints": 0, "log_every": 1, "image_every": 30, "device": "cpu",
+            "fixed_batch_size": 4, "seed": 3}
     return TrainSettings(**{**base, **kw})
 
 

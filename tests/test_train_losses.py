@@ -11,8 +11,17 @@ import torch
 from streamswap.models.aei_net import AEINet, AEINetConfig
 from streamswap.models.awl_fan import FAN
 from train.eyes import EYE_LANDMARKS, EyeHeatmaps, tiny_fan
-from train.losses import (GeneratorTerms, adversarial_loss, attribute_loss, discriminator_loss, eye_heatmap_loss,
-                          identity_loss, masked_mean, reconstruction_loss, to_arcface)
+from train.losses import (
+    GeneratorTerms,
+    adversarial_loss,
+    attribute_loss,
+    discriminator_loss,
+    eye_heatmap_loss,
+    identity_loss,
+    masked_mean,
+    reconstruction_loss,
+    to_arcface,
+)
 from train.settings import LossWeights
 
 

@@ -60,7 +60,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError as exc:
         raise InputError(f"{path}: no such checkpoint") from exc
-    except Exception as exc:  # noqa: BLE001 - any failure means "not our checkpoint"
+    except Exception as exc:
         raise InputError(f"{path}: not a readable training checkpoint ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0][:160] if str(exc) else ''})") from exc
     if not isinstance(state, dict) or "generator" not in state or "step" not in state:

@@ -16,6 +16,7 @@ from torch import nn
 from streamswap.errors import InputError
 from streamswap.models.aei_net import AEINet, AEINetConfig
 from streamswap.models.arcface import IResNet
+from streamswap.models.awl_fan import FAN
 from streamswap.models.discriminator import MultiscaleDiscriminator
 from streamswap.models.weights import build_model, load_weights
 from train.eyes import EyeHeatmaps, freeze, tiny_fan
@@ -65,6 +66,8 @@ def _published(name: str, path: Path | None, models_dir: Path | None) -> Path:
 def build_identity(ms: ModelSettings, models_dir: Path | None = None) -> nn.Module:
     if ms.identity == "tiny":
         return freeze(IResNet("r18", num_features=ms.id_dim, width=4))
+    if ms.identity == "random":  # the published architecture, random weights: for speed benchmarks
+        return freeze(IResNet("r100", num_features=ms.id_dim))
     if ms.id_dim != 512:
         raise InputError("the published identity encoder gives 512-d embeddings; use id_dim 512")
     return freeze(build_model("backbone", _published("backbone", ms.arcface_weights, models_dir)))
@@ -73,6 +76,8 @@ def build_identity(ms: ModelSettings, models_dir: Path | None = None) -> nn.Modu
 def build_eyes(ms: ModelSettings, models_dir: Path | None = None) -> EyeHeatmaps:
     if ms.eye_net == "tiny":
         return EyeHeatmaps(tiny_fan())
+    if ms.eye_net == "random":
+        return EyeHeatmaps(FAN(num_modules=4, num_landmarks=98, end_relu=True))
     return EyeHeatmaps(build_model("WFLW_4HG", _published("WFLW_4HG", ms.eye_weights, models_dir)))  # type: ignore[arg-type]
 
 

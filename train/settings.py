@@ -34,9 +34,10 @@ class ModelSettings:
     d_ndf: int = 64
     d_layers: int = 5
     d_scales: int = 3
-    # frozen helpers: "published" loads the weight file (path below or the model cache); "tiny" is random
-    identity: Literal["published", "tiny"] = "published"
-    eye_net: Literal["published", "tiny"] = "published"
+    # frozen helpers: "published" loads the weight file (path below or the model cache); "tiny" is a
+    # tiny random network; "random" the published architecture with random weights (benchmarks)
+    identity: Literal["published", "tiny", "random"] = "published"
+    eye_net: Literal["published", "tiny", "random"] = "published"
     arcface_weights: Path | None = None   # backbone.pth; None = find it in the model cache
     eye_weights: Path | None = None       # WFLW_4HG.pth; None = find it in the model cache
 

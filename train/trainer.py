@@ -27,10 +27,24 @@ from torch.nn.parallel import DistributedDataParallel
 
 from streamswap.errors import InputError
 from streamswap.models.aei_net import AEINet
-from train.checkpoint import (checkpoint_path, latest_checkpoint, load_checkpoint, rng_state, save_checkpoint,
-                              set_rng_state)
-from train.losses import (GeneratorTerms, adversarial_loss, attribute_loss, discriminator_loss, eye_heatmap_loss,
-                          identity_loss, reconstruction_loss, to_arcface)
+from train.checkpoint import (
+    checkpoint_path,
+    latest_checkpoint,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from train.losses import (
+    GeneratorTerms,
+    adversarial_loss,
+    attribute_loss,
+    discriminator_loss,
+    eye_heatmap_loss,
+    identity_loss,
+    reconstruction_loss,
+    to_arcface,
+)
 from train.networks import Networks, build_networks
 from train.settings import TrainSettings
 
@@ -241,8 +255,6 @@ class Trainer:
     # building ---------------------------------------------------------------------------
     def _build(self) -> None:
         s, dev = self.settings, self.device
-        if self.info.world_size > 1 and s.batch_size < 1:
-            raise InputError("batch size must be >= 1 per process")
         torch.manual_seed(s.seed)  # the same initial weights on every rank (DDP also broadcasts)
         nets = build_networks(s.model, eyes=s.weights.eyes > 0, init_g=s.init_g, init_d=s.init_d,
                               models_dir=s.models_dir)
