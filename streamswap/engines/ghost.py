@@ -29,7 +29,9 @@ from streamswap.faces.records import FaceBatch
 from streamswap.masks import GHOST_106, AdaptiveMasker, MaskSettings
 
 if TYPE_CHECKING:
+    from streamswap.models.aei_net import AEINet
     from streamswap.models.registry import Registry
+    from streamswap.models.sr import SRGenerator
 
 GENERATOR_SIZE = 256
 #: generator(x_t (B, 3, 256, 256) in [-1, 1], z_id (B, 512)) -> (B, 3, 256, 256) in [-1, 1]
@@ -148,7 +150,6 @@ def load_ghost_parts(registry: "Registry", device: torch.device, *, blocks: int 
     (scrfd_10g_bnkps, threshold 0.6 as GHOST), 2d106, GHOST's IResNet-100 (float32: its
     activations pass fp16's range), AEI-Net G_unet_{blocks} (fp16 on CUDA), optional SR."""
     from streamswap.faces.detect import DetectSettings
-    from streamswap.models.inference import InferenceSettings, prepare_generator, prepare_sr, run_generator
     from streamswap.models.weights import build_model
 
     if blocks not in (1, 2, 3):
@@ -157,19 +158,32 @@ def load_ghost_parts(registry: "Registry", device: torch.device, *, blocks: int 
     detector = SCRFDDetector.load(registry.require("scrfd_10g_bnkps"), DetectSettings(score_threshold=0.6),
                                   device=device)
     landmarker = Landmark106.load(registry.require("2d106det"), device=device)
-    identity = TorchArcFace(build_model("backbone", registry.require("backbone")), device, fp16=False)
+    return assemble_ghost_parts(detector, landmarker, build_model("backbone", registry.require("backbone")),
+                                build_model(g_name, registry.require(g_name)), device,  # type: ignore[arg-type]
+                                sr_net=build_model("10_net_G", registry.require("10_net_G")) if sr else None,  # type: ignore[arg-type]
+                                compile=compile)
+
+
+def assemble_ghost_parts(detector: SCRFDDetector, landmarker: Landmark106, identity_net: torch.nn.Module,
+                         generator_net: AEINet, device: torch.device, *, sr_net: SRGenerator | None = None,
+                         compile: bool = False) -> GhostParts:
+    """GhostParts from loaded (or random-initialised) networks: IResNet float32, the generator
+    prepared for inference (fp16 + channels_last on CUDA, optionally compiled), SR in GHOST's mode."""
+    from streamswap.models.inference import InferenceSettings, prepare_generator, prepare_sr, run_generator
+
+    identity = TorchArcFace(identity_net, device, fp16=False)
     settings = InferenceSettings(device=str(device), compile=compile)
-    net = prepare_generator(build_model(g_name, registry.require(g_name)), settings)  # type: ignore[arg-type]
+    net = prepare_generator(generator_net, settings)
 
     def generator(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return run_generator(net, x, z, settings)
 
     super_resolution = None
-    if sr:
-        sr_net = prepare_sr(build_model("10_net_G", registry.require("10_net_G")), str(device))  # type: ignore[arg-type]
+    if sr_net is not None:
+        sr_ready = prepare_sr(sr_net, str(device))
 
         def super_resolution(x: torch.Tensor) -> torch.Tensor:
             with torch.inference_mode():
-                return sr_net(x)
+                return sr_ready(x)
 
     return GhostParts(detector, landmarker, identity, generator, super_resolution)
