@@ -21,6 +21,7 @@ import torch
 from streamswap.devices import resolve_device
 from streamswap.engines.ghost import GhostParts
 from streamswap.errors import InputError
+from streamswap.memory import map_large_blocks
 from streamswap.pipeline import PipelineSettings, analyse_stage, swap_stage, track_stage
 from streamswap.stream import Graph, GraphStats, Sink, Source
 from streamswap.stream.metrics import cuda_memory_probe
@@ -302,6 +303,7 @@ def _run_job(options: SwapOptions, target: str, output: str, *,
     from streamswap.video.sources import SourceOptions, frame_span, open_source, time_range
 
     _check_io(options, target, output)
+    map_large_blocks()  # freed frames go back to the system at once (see streamswap.memory)
     if models is not None:
         engine_name, message = models.name, None
     else:

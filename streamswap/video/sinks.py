@@ -41,19 +41,25 @@ log = logging.getLogger(__name__)
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
                 "veryslow", "placebo")
+# x264's rc-lookahead per preset (frames), from x264's preset table
+X264_LOOKAHEAD = {"ultrafast": 0, "superfast": 0, "veryfast": 10, "faster": 20, "fast": 30, "medium": 40,
+                  "slow": 50, "slower": 60, "veryslow": 60, "placebo": 60}
 
 
 @dataclass(frozen=True, slots=True)
 class EncodeSettings:
     """Video encoder settings. crf: quality (x264 CRF, 0 lossless .. 51; NVENC constant QP);
     preset: x264 speed preset (mapped to NVENC P1..P7); threads: encoder threads (0: auto);
-    gop: keyframe interval in frames (None: the encoder's default)."""
+    gop: keyframe interval in frames (None: the encoder's default); max_lookahead: caps x264's
+    rate-control look-ahead (medium's 40 frames hold about 60 MB more than 20 at 720p, for a
+    small gain in bits; 20 is what x264's `faster` uses; None: the preset's own)."""
 
     encoder: str = "auto"
     crf: int = 18
     preset: str = "medium"
     threads: int = 0
     gop: int | None = None
+    max_lookahead: int | None = 20
 
     def __post_init__(self) -> None:
         if not 0 <= self.crf <= 51:
@@ -89,6 +95,9 @@ class _X264Writer:
         opts = {"crf": str(settings.crf), "preset": settings.preset}
         if settings.gop:
             opts["g"] = str(settings.gop)
+        preset_lookahead = X264_LOOKAHEAD[settings.preset]
+        if settings.max_lookahead is not None and settings.max_lookahead < preset_lookahead:
+            opts["rc-lookahead"] = str(settings.max_lookahead)
         cc.options = opts
         cc.thread_count = settings.threads
         cc.color_range = 1  # MPEG levels, what we convert to
