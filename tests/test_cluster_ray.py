@@ -36,6 +36,7 @@ LOSSLESS = {"crf": 0, "preset": "ultrafast"}
 def cluster():
     """One local Ray cluster for the module: 2 CPUs, no dashboard, workers' logs not forwarded."""
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    signal.signal(signal.SIGINT, signal.getsignal(signal.SIGINT))  # Ray takes Ctrl-C over; give it back to pytest
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
@@ -177,6 +178,8 @@ def test_a_worker_killed_during_a_chunk_is_replaced_and_the_output_is_still_exac
     assert killed and report.retries == 1
     (entry,) = report.retry_log
     assert entry["chunk"] == 1 and "lost" in entry["error"]
+    (rerun,) = [c for c in report.chunk_log if c["chunk"] == 1]
+    assert rerun["worker"] != entry["worker"]  # retried on the other worker
     assert report.outputs[0].chunks_run == report.chunks_total == 3
     _check_exact(out, short_clip)
     assert killed[0] not in {w.pid for w in report.worker_stats}  # the dead process was replaced
@@ -227,16 +230,23 @@ def test_batch_over_three_inputs_with_one_already_done_processes_two(cluster, cl
     assert sum(w["frames"] for w in report["worker_stats"]) == 80
 
 
-def test_swap_with_workers_starts_a_local_cluster_and_reports_per_worker_throughput(cli, mark, tmp_path):
-    clip = _clip_with_keyframes(tmp_path / "clip.mp4", frames=60, fps=20, gop=20)
+def test_swap_with_workers_starts_a_local_cluster_and_keeps_a_time_range_in_sync(cli, mark, tmp_path):
+    clip = _clip_with_keyframes(tmp_path / "clip.mp4", frames=80, fps=20, gop=10)
     out = tmp_path / "out.mp4"
     result = cli("swap", "--source", mark, "--target", str(clip), "--output", str(out), "--engine", "lite",
-                 "--preset", "ultrafast", "--workers", "2", "--chunk-seconds", "1", "--json", "--quiet")
+                 "--preset", "ultrafast", "--workers", "2", "--chunk-seconds", "1", "--start", "0.5", "--end", "3.5",
+                 "--json", "--quiet")
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
     assert report["workers"] == 2 and report["chunks_total"] == 3 and report["frames"] == 60
     assert all({"worker", "pid", "chunks", "frames", "fps"} <= set(w) for w in report["worker_stats"])
-    _check_exact(out, clip)
+    # the same range in one process: same frames, times shifted to 0 alike, the same stretch of audio
+    options = SwapOptions(sources=(mark,), engine="lite", preset="ultrafast", start_s=0.5, end_s=3.5)
+    swap_video(options, str(clip), str(tmp_path / "single.mp4"))
+    single, chunked = video_facts(tmp_path / "single.mp4"), video_facts(out)
+    assert chunked["frames"] == single["frames"] == 60
+    assert chunked["times"] == pytest.approx(single["times"], abs=1e-6) and chunked["times"][0] == 0
+    assert audio_packets(out) == audio_packets(tmp_path / "single.mp4")
 
 
 def _clip_with_keyframes(path: Path, *, frames: int, fps: int, gop: int) -> Path:

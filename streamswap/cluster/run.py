@@ -130,6 +130,7 @@ class ClusterReport:
     chunks_reused: int = 0
     retries: int = 0
     retry_log: list[dict[str, Any]] = field(default_factory=list)
+    chunk_log: list[dict[str, Any]] = field(default_factory=list)
     worker_stats: list[WorkerStats] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -301,16 +302,28 @@ def _connect(settings: ClusterSettings) -> bool:
     if ray.is_initialized():
         return False
     common: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
-    if settings.address:
+    address = settings.address or os.environ.get("RAY_ADDRESS")  # Ray's own convention
+    if address:
         try:
-            ray.init(address=settings.address, **common)
+            ray.init(address=address, **common)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise InputError(f"cannot join the Ray cluster at {settings.address}: {exc} "
+            raise InputError(f"cannot join the Ray cluster at {address}: {exc} "
                              "(start it with `ray start --head`)") from None
     else:
         cpus = max(settings.workers or 1, os.cpu_count() or 1)
         ray.init(num_cpus=cpus, include_dashboard=False, **common)
+    _restore_sigint()
     return True
+
+
+def _restore_sigint() -> None:
+    """Give Ctrl-C back to Python: Ray's core worker takes SIGINT over at `ray.init` and
+    swallows it while the driver waits in `ray.wait` (checked with Ray 2.60)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.getsignal(signal.SIGINT))
 
 
 def _actor_resources(settings: ClusterSettings) -> tuple[int, dict[str, Any]]:
@@ -420,6 +433,9 @@ def _schedule(options: SwapOptions, engine: str, settings: ClusterSettings, jobs
                 job.work.commit(out.number, out.data, ChunkRecord(out.number, out.frames, out.processed, out.seconds,
                                                                   out.worker, out.pid, out.host))
                 job.result.chunks_run += 1
+                report.chunk_log.append({"input": job.file.input, "chunk": out.number, "worker": w, "pid": out.pid,
+                                         "frames": out.frames, "processed": out.processed,
+                                         "seconds": round(out.seconds, 3)})
                 stats = report.worker_stats[w]
                 stats.chunks += 1
                 stats.frames += out.frames

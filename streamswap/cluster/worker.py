@@ -56,7 +56,8 @@ class ChunkWorker:
     options: the job's swap options; engine: "lite" or "ghost"; worker: an id for reports."""
 
     def __init__(self, options: SwapOptions, engine: str, worker: int) -> None:
-        self.options = replace(options, overwrite=True)  # chunk files are this worker's own temporaries
+        # chunk files are this worker's own temporaries; a --start/--end is already in the spans
+        self.options = replace(options, overwrite=True, start_s=0.0, end_s=None)
         self.engine, self.worker = engine, worker
         self._models: EngineModels | None = None
 

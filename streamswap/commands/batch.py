@@ -26,7 +26,7 @@ def _run(label: str, quiet: bool, as_json: bool, job: Any) -> Any:
     """Run `job(progress, notice)` with one aggregated progress display (frames, fps, ETA,
     workers busy, chunks, retries), then print the summary (and JSON)."""
     console = Console(stderr=True, quiet=quiet)
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(),
                         TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console, transient=False)
     task: list[Any] = []
 
@@ -34,16 +34,21 @@ def _run(label: str, quiet: bool, as_json: bool, job: Any) -> Any:
         if not task:
             progress.start()
             task.append(progress.add_task(label, total=p.frames_total, rate=""))
-        eta = f"ETA {p.eta_s:4.0f} s" if p.eta_s is not None else "ETA    ?"
+        eta = f"ETA {p.eta_s:.0f}s" if p.eta_s is not None else "ETA ?"
         progress.update(task[0], completed=p.frames_done,
-                        rate=f"{p.fps:5.1f} fps  {eta}  workers {p.busy}/{p.workers} busy  "
-                             f"chunks {p.chunks_done}/{p.chunks_total}  retries {p.retries}")
+                        rate=f"{p.fps:.1f} fps {eta} busy {p.busy}/{p.workers} chunks {p.chunks_done}/{p.chunks_total}"
+                             + (f" retries {p.retries}" if p.retries else ""))
 
     def notice(m: str) -> None:
         console.print(f"[yellow]note:[/] {escape(m)}", highlight=False, soft_wrap=True)
 
     try:
         report = job(None if quiet else show, notice)
+    except KeyboardInterrupt:
+        progress.stop()
+        Console(stderr=True).print("[yellow]interrupted[/]: the workers were stopped; finished chunks are kept, "
+                                   "run the same command again to do only what is left", highlight=False)
+        raise typer.Exit(130) from None
     finally:
         progress.stop()
     if as_json:
@@ -57,7 +62,8 @@ def _run(label: str, quiet: bool, as_json: bool, job: Any) -> Any:
         else:
             console.print(f"[bold red]failed[/]: {escape(r.input)}: {escape(r.error or '?')}", highlight=False,
                           soft_wrap=True)
-    console.print(f"{report.engine} engine, {report.workers} worker(s): {report.frames} frames in "
+    now = sum(w.frames for w in report.worker_stats)
+    console.print(f"{report.engine} engine, {report.workers} worker(s): {now} frames processed in "
                   f"{report.elapsed_s:.1f} s ({report.fps:.1f} fps), {report.retries} retried chunk(s)",
                   highlight=False, soft_wrap=True)
     for w in report.worker_stats:
