@@ -1,5 +1,7 @@
-"""`streamswap bench ...`: throughput, bottleneck and memory of whole jobs, and the comparison
-with the seed implementation's way of running the same models."""
+"""`streamswap bench ...`: frames/s, the bottleneck stage, latency and peak memory of whole jobs;
+each stage alone by batch size; scaling with input length; the comparison with the seed
+implementation's way of running the same models. Every report: a rich table, `--json`, `--out
+FILE.json` and `--plot FILE.png`, with the device, versions, input and settings recorded."""
 
 from __future__ import annotations
 
@@ -13,63 +15,159 @@ from rich.table import Table
 
 from streamswap.cli import app
 
-bench_app = typer.Typer(help="Benchmarks: frames/s, bottleneck stage, latency, peak memory, baseline ratio.",
+bench_app = typer.Typer(help="Benchmarks: frames/s, bottleneck stage, latency, peak memory, scaling, baseline ratio.",
                         no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
+INPUT = typer.Option(..., "--input", "-i", exists=True, dir_okay=False, help="Video to swap into.")
+SOURCE = typer.Option(..., "--source", "-s", exists=True, dir_okay=False, help="Face image.")
+ENGINE = typer.Option("lite", help="lite, or ghost (its published models, or --stand-in).")
+DEVICE = typer.Option("cpu", help="cpu, cuda or cuda:N.")
+BATCH = typer.Option(None, "--batch-size", min=1, help="Frames per model call (default: 8 on a GPU, 2 on the CPU).")
+STAND_IN = typer.Option(False, "--stand-in", help="ghost with random-initialised networks of the real "
+                        "architectures and ONNX stand-ins for SCRFD/2d106 (no weights needed).")
+WIDTH = typer.Option(1.0, "--width", min=0.01, help="With --stand-in: AEI-Net channel multiplier (1 = full size).")
+SR = typer.Option(False, "--sr", help="ghost: face super-resolution after the generator.")
+AS_JSON = typer.Option(False, "--json", help="Print the report as JSON.")
+OUT = typer.Option(None, "--out", help="Also write the JSON report here.")
+PLOT = typer.Option(None, "--plot", help="Draw the report's charts into this PNG (matplotlib).")
 
-def _emit(report: dict[str, Any], as_json: bool, out: Path | None, table: Table) -> None:
+
+def _job(kind: str, input: Path, source: Path, engine: str, device: str, batch_size: int | None,
+         detect_every: int | None, stand_in: bool, width: float, sr: bool) -> Any:
+    from streamswap.bench.jobs import JobSpec
+
+    return JobSpec(kind, str(input), str(source), "", engine=engine, device=device, batch_size=batch_size,
+                   detect_every=detect_every, stand_in=stand_in, width=width, sr=sr)
+
+
+def _emit(report: dict[str, Any], as_json: bool, out: Path | None, plot: Path | None, table: Table) -> None:
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n")
+    if plot is not None:
+        from streamswap.bench.plot import plot_report
+
+        plot_report(report, plot)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
         Console().print(table)
+        env = report.get("environment", {})
+        Console().print(f"[dim]{env.get('device')} · torch {env.get('torch')} · {env.get('date')}[/dim]")
+
+
+def _mib(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0f}"
 
 
 @bench_app.command("pipeline")
 def pipeline(
-    input: Path = typer.Option(..., "--input", "-i", exists=True, dir_okay=False, help="Video to swap into."),
-    source: Path = typer.Option(..., "--source", "-s", exists=True, dir_okay=False, help="Face image."),
-    engine: str = typer.Option("lite", help="lite (ghost needs its models)."),
-    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    input: Path = INPUT, source: Path = SOURCE, engine: str = ENGINE, device: str = DEVICE, batch_size: int = BATCH,
     detect_every: int = typer.Option(None, help="Detector every N frames (engine default if unset)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    out: Path = typer.Option(None, "--out", help="Also write the JSON report here."),
+    stand_in: bool = STAND_IN, width: float = WIDTH, sr: bool = SR,
+    as_json: bool = AS_JSON, out: Path = OUT, plot: Path = PLOT,
 ) -> None:
-    """End-to-end frames/s, per-stage throughput and busy fraction, latency, peak memory."""
-    from streamswap.benchmarking import environment, run_isolated
+    """End-to-end frames/s, per-stage throughput and busy fraction (the bottleneck), source-to-sink
+    latency p50/p95, peak RSS and peak GPU memory - one swap job in a fresh process."""
+    from dataclasses import asdict
 
-    run = run_isolated("pipeline", str(input), str(source), detect_every=detect_every, engine=engine, device=device)
-    report = {"environment": environment(), "input": str(input), "engine": engine, **run}
-    table = Table(title=f"pipeline: {run['fps']:.1f} fps, bottleneck {run['bottleneck']}, "
-                        f"peak RSS {run['peak_rss_mib']:.0f} MiB")
+    from streamswap.bench.jobs import run_isolated
+    from streamswap.bench.report import environment
+
+    spec = _job("pipeline", input, source, engine, device, batch_size, detect_every, stand_in, width, sr)
+    run = run_isolated(spec)
+    report = {"environment": environment(), "settings": asdict(spec), "input": str(input), "engine": engine, **run}
+    table = Table(title=f"pipeline: {run['fps']:.1f} fps, bottleneck {run['bottleneck']}, latency p50/p95 "
+                        f"{run['latency_p50_s']:.2f}/{run['latency_p95_s']:.2f} s, peak RSS {run['peak_rss_mib']:.0f} "
+                        f"MiB, GPU {_mib(run['peak_gpu_mib'])} MiB")
     for col in ("stage", "items/s", "busy", "max queue"):
         table.add_column(col)
     for s in run["stages"]:
         table.add_row(s["name"], f"{s['items_per_s']:.1f}", f"{s['busy']:.2f}", str(s["queue_max"] or "-"))
-    _emit(report, as_json, out, table)
+    _emit(report, as_json, out, plot, table)
+
+
+@bench_app.command("stages")
+def stages(
+    input: Path = INPUT, source: Path = SOURCE, engine: str = ENGINE, device: str = DEVICE,
+    batches: str = typer.Option("1,2,4,8", help="Batch sizes, comma-separated."),
+    frames: int = typer.Option(16, min=1, help="Frames from the start of the input to run each stage on."),
+    stand_in: bool = STAND_IN, width: float = WIDTH, sr: bool = SR,
+    as_json: bool = AS_JSON, out: Path = OUT, plot: Path = PLOT,
+) -> None:
+    """Each stage alone (decode, detect, align, generate, super-resolution, blend, encode), by batch
+    size, on real frames: frames/s and ms per frame; the slowest stage."""
+    from streamswap.bench.stages import StagesSpec, bench_stages
+    from streamswap.errors import InputError
+
+    try:
+        sizes = tuple(int(b) for b in batches.split(",") if b.strip())
+    except ValueError:
+        raise InputError(f"--batches {batches!r}: give whole numbers separated by commas, e.g. 1,2,4,8") from None
+    if not sizes or min(sizes) < 1:
+        raise InputError(f"--batches {batches!r}: give batch sizes of at least 1")
+    report = bench_stages(StagesSpec(str(input), str(source), engine=engine, device=device, batches=sizes,
+                                     frames=frames, stand_in=stand_in, width=width, sr=sr))
+    table = Table(title=f"stages ({engine}, {report['faces']} faces in {frames} frames): slowest "
+                        f"{report['slowest_stage']}")
+    for col in ("stage", "batch", "frames/s", "ms/frame"):
+        table.add_column(col)
+    for r in report["stages"]:
+        table.add_row(r["stage"], str(r["batch"] or "-"), f"{r['items_per_s']:.1f}", f"{r['ms_per_item']:.1f}")
+    _emit(report, as_json, out, plot, table)
 
 
 @bench_app.command("baseline")
 def baseline(
-    input: Path = typer.Option(..., "--input", "-i", exists=True, dir_okay=False, help="Video to swap into."),
-    source: Path = typer.Option(..., "--source", "-s", exists=True, dir_okay=False, help="Face image."),
+    input: Path = INPUT, source: Path = SOURCE, engine: str = ENGINE, device: str = DEVICE, batch_size: int = BATCH,
     detect_every: int = typer.Option(None, help="The pipeline's detector interval (engine default if unset)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    out: Path = typer.Option(None, "--out", help="Also write the JSON report here."),
+    stand_in: bool = STAND_IN, width: float = WIDTH, sr: bool = SR,
+    as_json: bool = AS_JSON, out: Path = OUT, plot: Path = PLOT,
 ) -> None:
-    """The same lite models run the seed's way (all frames in memory, frame-by-frame detection,
-    mp4v, audio re-muxed) vs the StreamSwap pipeline: speed and peak-memory ratios."""
-    from streamswap.benchmarking import compare
+    """The same models run the seed's way (all frames in memory, detection frame by frame, generator
+    in batches, blending frame by frame, mp4v, audio re-muxed) vs the StreamSwap pipeline: speed and
+    peak-memory ratios. Each runs in its own fresh process on the same input and device."""
+    from streamswap.bench.jobs import compare
 
-    report = compare(str(input), str(source), detect_every=detect_every)
+    report = compare(_job("pipeline", input, source, engine, device, batch_size, detect_every, stand_in, width, sr))
     table = Table(title=f"StreamSwap vs baseline: {report['speed_ratio']:.2f}x the speed, "
-                        f"{report['memory_ratio']:.2f}x the peak memory")
-    for col in ("run", "frames", "fps", "seconds", "peak RSS MiB"):
+                        f"{report['memory_ratio']:.2f}x the peak memory ({report['anon_memory_ratio']:.2f}x anonymous)")
+    for col in ("run", "frames", "fps", "seconds", "CPU s", "peak RSS MiB", "peak anon MiB", "peak GPU MiB"):
         table.add_column(col)
     for kind in ("baseline", "pipeline"):
         r = report[kind]
-        table.add_row(kind, str(r["frames"]), f"{r['fps']:.1f}", f"{r['seconds']:.1f}", f"{r['peak_rss_mib']:.0f}")
-    _emit(report, as_json, out, table)
+        table.add_row(kind, str(r["frames"]), f"{r['fps']:.1f}", f"{r['seconds']:.1f}", f"{r['cpu_s']:.1f}",
+                      _mib(r["peak_rss_mib"]), _mib(r["peak_anon_mib"]), _mib(r["peak_gpu_mib"]))
+    _emit(report, as_json, out, plot, table)
+
+
+@bench_app.command("scaling")
+def scaling(
+    input: Path = INPUT, source: Path = SOURCE, engine: str = ENGINE, device: str = DEVICE, batch_size: int = BATCH,
+    lengths: str = typer.Option("10,60,600", help="Input lengths in seconds (the input is looped by packet copy)."),
+    baseline_up_to: float = typer.Option(0.0, help="Also run the baseline on lengths up to this many seconds "
+                                         "(it holds every frame in memory)."),
+    stand_in: bool = STAND_IN, width: float = WIDTH, sr: bool = SR,
+    as_json: bool = AS_JSON, out: Path = OUT, plot: Path = PLOT,
+) -> None:
+    """Frames/s and peak memory against input length: flat memory, constant throughput."""
+    from streamswap.bench.scaling import ScalingSpec, bench_scaling
+    from streamswap.errors import InputError
+
+    try:
+        secs = tuple(float(x) for x in lengths.split(",") if x.strip())
+    except ValueError:
+        raise InputError(f"--lengths {lengths!r}: give seconds separated by commas, e.g. 10,60,600") from None
+    if not secs or min(secs) <= 0:
+        raise InputError(f"--lengths {lengths!r}: give lengths above 0 seconds")
+    job = _job("pipeline", input, source, engine, device, batch_size, None, stand_in, width, sr)
+    report = bench_scaling(ScalingSpec(job, secs, baseline_up_to))
+    table = Table(title=f"scaling: fps spread {report['fps_spread']:.0%}, peak memory spread "
+                        f"{report['memory_spread']:.0%} across lengths")
+    for col in ("length s", "run", "frames", "fps", "peak RSS MiB", "peak anon MiB", "peak GPU MiB"):
+        table.add_column(col)
+    for r in report["runs"]:
+        table.add_row(f"{r['length_s']:g}", r["kind"], str(r["frames"]), f"{r['fps']:.1f}", _mib(r["peak_rss_mib"]),
+                      _mib(r["peak_anon_mib"]), _mib(r["peak_gpu_mib"]))
+    _emit(report, as_json, out, plot, table)

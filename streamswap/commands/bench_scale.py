@@ -32,7 +32,7 @@ def measure_scale(input: str, source: str, *, workers: list[int], chunk_seconds:
     import ray
 
     from streamswap.api import SwapOptions, swap_video
-    from streamswap.benchmarking import environment
+    from streamswap.bench.report import environment
     from streamswap.cluster.run import ClusterSettings, FileJob, run_jobs
 
     options = SwapOptions(sources=(source,), engine=engine, device=device, preset=preset)  # type: ignore[arg-type]

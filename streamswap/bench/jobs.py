@@ -1,0 +1,247 @@
+"""Whole jobs, each in a fresh process so its peak memory is its own: the StreamSwap pipeline,
+and the seed implementation's way of running the same models (the baseline).
+
+The baseline does what the seed (GHOST's inference script) does: decode every frame into memory
+first, detect one frame at a time, run the generator in batches (crops and generated faces kept
+in memory, as uint8 images like the seed's), then for each frame compute the mask landmarks and
+blend, one frame at a time,
+writing with OpenCV's `mp4v` writer, and re-mux the audio afterwards. It uses the same models,
+precision and device as the pipeline; it detects on every frame (the seed has no tracker).
+
+    python -m streamswap.bench.jobs '{"kind": "pipeline"|"baseline", "video": ..., "source": ..., "out": ...}'
+
+prints one JSON object (fps, seconds, CPU seconds, peak RSS / GPU memory, and for the pipeline
+its per-stage metrics). `run_isolated` runs it in a subprocess.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from streamswap.bench.report import MemorySampler, cpu_seconds, environment, peak_gpu_mib, peak_rss_mib
+from streamswap.errors import PipelineError
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One measured job. engine: lite or ghost; stand_in: ghost with random-initialised networks of
+    the real architectures at `width` (no weights needed); batch_size None: the job's default."""
+
+    kind: str  # "pipeline" | "baseline"
+    video: str
+    source: str
+    out: str
+    engine: str = "lite"
+    device: str = "cpu"
+    batch_size: int | None = None
+    detect_every: int | None = None
+    preset: str | None = None
+    stand_in: bool = False
+    width: float = 1.0
+    sr: bool = False
+
+
+def source_face_index(stand_in: bool) -> int | None:
+    """The stand-in detector finds skin-coloured regions, several per photo: take the first."""
+    return 0 if stand_in else None
+
+
+def _ghost_parts(spec: JobSpec, workdir: Path) -> Any:
+    """Stand-in networks for the ghost engine, or None (the published ones from the model cache)."""
+    if spec.engine != "ghost" or not spec.stand_in:
+        return None
+    from streamswap.bench.stand_in import stand_in_ghost_parts
+    from streamswap.devices import resolve_device
+
+    return stand_in_ghost_parts(workdir, resolve_device(spec.device), width=spec.width, sr=spec.sr)
+
+
+def run_pipeline(spec: JobSpec) -> dict[str, Any]:
+    """The StreamSwap swap job, in this process."""
+    from streamswap.api import SwapOptions, swap_video
+
+    extra = {"preset": spec.preset} if spec.preset else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        parts = _ghost_parts(spec, Path(tmp))
+        options = SwapOptions(sources=(spec.source,), engine=spec.engine, detect_every=spec.detect_every,  # type: ignore[arg-type]
+                              batch_size=spec.batch_size, device=spec.device, overwrite=True, sr=spec.sr,
+                              source_face_index=source_face_index(spec.stand_in), **extra)
+        cpu0, t0 = cpu_seconds(), time.monotonic()
+        report = swap_video(options, spec.video, spec.out, parts=parts)
+        seconds = time.monotonic() - t0
+    stages = report.graph["stages"] if report.graph else []
+    busiest = max(stages[1:], key=lambda s: s["busy"]) if len(stages) > 1 else None
+    return {"kind": "pipeline", "frames": report.frames, "faces": report.faces_swapped, "seconds": seconds,
+            "fps": report.frames / seconds if seconds > 0 else 0.0, "cpu_s": cpu_seconds() - cpu0,
+            "latency_p50_s": report.latency_p50_s, "latency_p95_s": report.latency_p95_s,
+            "bottleneck": busiest["name"] if busiest else None,
+            "stages": [{k: s[k] for k in ("name", "items_per_s", "busy", "queue_max")} for s in stages],
+            "peak_rss_mib": peak_rss_mib(), "peak_gpu_mib": peak_gpu_mib(spec.device)}
+
+
+def _of_frame(crops: Any, i: int) -> Any:
+    """The faces of frame i of an engine's crop record, re-indexed to a one-frame batch."""
+    sel = crops.frame_index == i
+    fields = {f.name: getattr(crops, f.name)[sel] for f in dataclasses.fields(crops)}
+    fields["frame_index"] = fields["frame_index"] * 0
+    return type(crops)(**fields)
+
+
+def _to_uint8(x: Any, scale: float = 1.0, offset: float = 0.0) -> Any:
+    return ((x + offset) * scale).round().clamp(0, 255).to("cpu").byte()
+
+
+def _keep(engine: str, crops: Any, out: tuple[Any, ...]) -> tuple[Any, ...]:
+    """What the seed keeps of a frame until blending: uint8 crops and generated faces."""
+    crops = dataclasses.replace(crops, target=_to_uint8(crops.target))
+    if engine == "ghost":
+        return crops, _to_uint8(out[0], 127.5, 1.0)  # (y + 1) * 127.5, as the seed's uint8 result
+    warped, inside = out
+    return crops, _to_uint8(warped), _to_uint8(inside, 255.0)
+
+
+def _restore(engine: str, kept: tuple[Any, ...], device: Any) -> tuple[Any, ...]:
+    """Inverse of `_keep`: float tensors on `device`, as the engine's blend takes them."""
+    crops = dataclasses.replace(kept[0], target=kept[0].target.to(device).float())
+    if engine == "ghost":
+        return crops, kept[1].to(device).float() / 127.5 - 1
+    return crops, kept[1].to(device).float(), kept[2].to(device).float() / 255
+
+
+def run_baseline(spec: JobSpec) -> dict[str, Any]:
+    """The seed implementation's way with the same models, in this process."""
+    import av
+    import cv2
+    import numpy as np
+    import torch
+
+    from streamswap.devices import resolve_device
+    from streamswap.faces.image import read_image
+    from streamswap.faces.records import FaceBatch
+
+    device = resolve_device(spec.device)
+    batch = spec.batch_size or (8 if device.type == "cuda" else 2)
+    cpu0, t0 = cpu_seconds(), time.monotonic()
+    with av.open(spec.video) as c:  # 1. every frame into memory
+        stream = c.streams.video[0]
+        fps = float(stream.average_rate or 25)
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(stream)]
+    with tempfile.TemporaryDirectory() as tmp:
+        image = read_image(spec.source, device)
+        if spec.engine == "ghost":
+            from streamswap.engines.ghost import GhostAnalyser, GhostSwapper, load_ghost_parts, source_embedding
+
+            parts = _ghost_parts(spec, Path(tmp))
+            if parts is None:
+                from streamswap.models.registry import Registry, RegistryConfig
+
+                parts = load_ghost_parts(Registry(RegistryConfig.from_env()), device, sr=spec.sr)
+            detect: Any = GhostAnalyser(parts)
+            swapper: Any = GhostSwapper(parts, source_embedding(parts, image, source_face_index(spec.stand_in)))
+        else:
+            from streamswap.engines.lite import LiteSwapper, prepare_source
+            from streamswap.faces.lite import DlibDetector, LiteSettings
+
+            detector = DlibDetector(LiteSettings(max_side=640))
+            swapper = LiteSwapper(prepare_source(image, detector(image)))
+
+            def detect(x: torch.Tensor, with_identity: bool) -> FaceBatch:
+                return detector(x)
+
+        def as_batch(chunk: list[np.ndarray]) -> torch.Tensor:
+            return torch.from_numpy(np.stack(chunk)).to(device).permute(0, 3, 1, 2)
+
+        faces = [detect(as_batch([f]), False) for f in frames]  # 2. detection one frame at a time
+        generated = []  # 3. crops and generated faces of every frame, the generator in batches
+        with torch.inference_mode():
+            for start in range(0, len(frames), batch):
+                chunk = frames[start:start + batch]
+                found = FaceBatch.concat(faces[start:start + len(chunk)])
+                if len(found) == 0:
+                    generated.extend([None] * len(chunk))
+                    continue
+                x = as_batch(chunk)
+                crops = swapper.align(x, found)
+                out = swapper.generate(crops)
+                if spec.engine == "ghost":
+                    out = (swapper.super_resolve(out),)
+                for i in range(len(chunk)):
+                    sel = crops.frame_index == i
+                    generated.append(_keep(spec.engine, _of_frame(crops, i), tuple(o[sel] for o in out))
+                                     if bool(sel.any()) else None)
+            h, w = frames[0].shape[:2]
+            silent = str(Path(tmp) / "video.mp4")
+            writer = cv2.VideoWriter(silent, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+            for frame, done in zip(frames, generated):  # 4. mask landmarks and blend, one frame at a time
+                if done is not None:
+                    crops, *out = _restore(spec.engine, done, device)
+                    keys = list(range(len(crops.frame_index)))
+                    frame = swapper.blend(as_batch([frame]), crops, *out, keys)[0].permute(1, 2, 0).cpu().numpy()
+                writer.write(np.ascontiguousarray(frame[:, :, ::-1]))
+            writer.release()
+            remux_audio(silent, spec.video, spec.out)  # 5. the audio, afterwards
+    seconds = time.monotonic() - t0
+    return {"kind": "baseline", "frames": len(frames), "faces": sum(len(f) for f in faces), "seconds": seconds,
+            "fps": len(frames) / seconds, "cpu_s": cpu_seconds() - cpu0, "peak_rss_mib": peak_rss_mib(),
+            "peak_gpu_mib": peak_gpu_mib(spec.device)}
+
+
+def remux_audio(video_only: str, audio_from: str, out: str) -> None:
+    """Copy the video stream of one file and the audio of another into `out` (no re-encoding)."""
+    import av
+
+    with av.open(video_only) as v, av.open(audio_from) as a, av.open(out, "w") as o:
+        pairs = [(v, v.streams.video[0])] + ([(a, a.streams.audio[0])] if a.streams.audio else [])
+        streams = {s: o.add_stream_from_template(s) for _, s in pairs}
+        for container, stream in pairs:
+            for pkt in container.demux(stream):
+                if pkt.dts is None:
+                    continue
+                pkt.stream = streams[stream]
+                o.mux(pkt)
+
+
+def run_isolated(spec: JobSpec) -> dict[str, Any]:
+    """Run `spec` in a fresh Python process (its own peak memory); its JSON report."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if not spec.out:
+            spec = dataclasses.replace(spec, out=str(Path(tmp) / "out.mp4"))
+        proc = subprocess.run([sys.executable, "-m", "streamswap.bench.jobs", json.dumps(asdict(spec))],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            lines = proc.stderr.strip().splitlines()
+            raise PipelineError(f"{spec.kind} benchmark failed: {lines[-1] if lines else proc.returncode}")
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def compare(spec: JobSpec) -> dict[str, Any]:
+    """StreamSwap vs the baseline on the same input, models and device: speed and peak-memory
+    ratios (> 1 speed: StreamSwap faster; < 1 memory: StreamSwap smaller)."""
+    base = run_isolated(dataclasses.replace(spec, kind="baseline", out=""))
+    ours = run_isolated(dataclasses.replace(spec, kind="pipeline", out=""))
+    ratios = {"speed_ratio": ours["fps"] / base["fps"], "memory_ratio": ours["peak_rss_mib"] / base["peak_rss_mib"],
+              "anon_memory_ratio": ours["peak_anon_mib"] / base["peak_anon_mib"],
+              "cpu_ratio": ours["cpu_s"] / base["cpu_s"] if base["cpu_s"] else None}
+    if ours.get("peak_gpu_mib") and base.get("peak_gpu_mib"):
+        ratios["gpu_memory_ratio"] = ours["peak_gpu_mib"] / base["peak_gpu_mib"]
+    return {"environment": environment(), "settings": asdict(spec), "baseline": base, "pipeline": ours, **ratios}
+
+
+def main() -> None:
+    spec = JobSpec(**json.loads(sys.argv[1]))
+    with MemorySampler() as memory:
+        result = run_pipeline(spec) if spec.kind == "pipeline" else run_baseline(spec)
+    result.update(peak_anon_mib=memory.peak_anon_mib, memory_timeline=memory.summary())
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

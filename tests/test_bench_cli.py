@@ -1,0 +1,123 @@
+"""`streamswap bench ...` through the real CLI on short real clips: every subcommand finishes and
+its JSON report holds the fields with sane values; --plot draws a PNG; bad options get one line."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+PNG = b"\x89PNG\r\n\x1a\n"
+STAGES_LITE = {"decode", "detect", "align", "generate", "blend", "encode"}
+
+
+@pytest.fixture(scope="module")
+def clips(shared_data, tmp_path_factory):
+    from conftest import run_cli
+
+    tmp = tmp_path_factory.mktemp("bench")
+    made = {}
+    for name, video, frames in (("singer", "nggyup.mp4", 12), ("dance", "dance.mp4", 6)):
+        made[name] = tmp / f"{name}.mp4"
+        done = run_cli("transcode", str(shared_data / "videos" / video), str(made[name]), "--max-frames", str(frames),
+                       "--preset", "ultrafast", "-q")
+        assert done.returncode == 0, done.stderr
+    made["mark"] = shared_data / "images" / "mark.jpg"
+    return made
+
+
+def _json(done):
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def _environment_recorded(report):
+    env = report["environment"]
+    assert env["device"].startswith("CPU") and env["torch"] and env["date"]
+
+
+def test_bench_pipeline_reports_fps_stages_latency_and_memory(clips, tmp_path, cli):
+    plot = tmp_path / "pipeline.png"
+    report = _json(cli("bench", "pipeline", "-i", str(clips["singer"]), "-s", str(clips["mark"]), "--json",
+                       "--plot", str(plot)))
+    _environment_recorded(report)
+    assert report["frames"] == 12 and report["fps"] > 0 and report["faces"] >= 10
+    names = [s["name"] for s in report["stages"]]
+    assert names == ["decode", "analyse", "track", "swap", "encode"]
+    assert report["bottleneck"] in names
+    assert all(0 <= s["busy"] <= 1 and s["items_per_s"] > 0 for s in report["stages"])
+    assert 0 <= report["latency_p50_s"] <= report["latency_p95_s"]
+    assert report["peak_rss_mib"] > report["peak_anon_mib"] > 100 and report["peak_gpu_mib"] is None
+    assert report["settings"]["engine"] == "lite" and report["settings"]["video"] == str(clips["singer"])
+    assert plot.read_bytes().startswith(PNG)
+
+
+def test_bench_pipeline_runs_the_ghost_engine_with_stand_in_networks(clips, cli):
+    report = _json(cli("bench", "pipeline", "-i", str(clips["dance"]), "-s", str(clips["mark"]), "--engine", "ghost",
+                       "--stand-in", "--width", "0.0625", "--json"))
+    assert report["frames"] == 6 and report["fps"] > 0 and report["faces"] > 0
+    assert report["settings"]["stand_in"] and report["settings"]["width"] == 0.0625
+
+
+def test_bench_stages_times_each_stage_by_batch_size(clips, tmp_path, cli):
+    plot = tmp_path / "stages.png"
+    report = _json(cli("bench", "stages", "-i", str(clips["singer"]), "-s", str(clips["mark"]), "--batches", "1,2",
+                       "--frames", "4", "--json", "--plot", str(plot)))
+    _environment_recorded(report)
+    rows = report["stages"]
+    assert {r["stage"] for r in rows} == STAGES_LITE
+    for stage in STAGES_LITE - {"decode", "encode"}:  # the batched stages, at each size
+        assert sorted(r["batch"] for r in rows if r["stage"] == stage) == [1, 2]
+    assert all(r["items_per_s"] > 0 and r["ms_per_item"] > 0 and r["frames"] == 4 for r in rows)
+    assert report["slowest_stage"] in STAGES_LITE and report["faces"] == 4
+    assert plot.read_bytes().startswith(PNG)
+
+
+def test_bench_stages_of_the_ghost_engine_include_super_resolution(clips, cli):
+    report = _json(cli("bench", "stages", "-i", str(clips["dance"]), "-s", str(clips["mark"]), "--engine", "ghost",
+                       "--stand-in", "--width", "0.0625", "--sr", "--batches", "2", "--frames", "2", "--json"))
+    assert {r["stage"] for r in report["stages"]} == STAGES_LITE | {"super-resolution"}
+    assert all(r["items_per_s"] > 0 for r in report["stages"])
+
+
+def test_bench_baseline_compares_speed_and_memory_with_the_seed_way(clips, tmp_path, cli):
+    plot = tmp_path / "baseline.png"
+    report = _json(cli("bench", "baseline", "-i", str(clips["singer"]), "-s", str(clips["mark"]), "--json",
+                       "--plot", str(plot)))
+    _environment_recorded(report)
+    for kind in ("baseline", "pipeline"):
+        run = report[kind]
+        assert run["frames"] == 12 and run["fps"] > 0 and run["cpu_s"] > 0
+        assert run["peak_rss_mib"] > 100 and run["peak_anon_mib"] > 50 and run["memory_timeline"]
+    for ratio in ("speed_ratio", "memory_ratio", "anon_memory_ratio", "cpu_ratio"):
+        assert math.isfinite(report[ratio]) and report[ratio] > 0
+    assert plot.read_bytes().startswith(PNG)
+
+
+def test_bench_baseline_runs_the_ghost_engine_the_seed_way(clips, cli):
+    report = _json(cli("bench", "baseline", "-i", str(clips["dance"]), "-s", str(clips["mark"]), "--engine", "ghost",
+                       "--stand-in", "--width", "0.0625", "--json"))
+    assert report["baseline"]["frames"] == report["pipeline"]["frames"] == 6
+    assert report["baseline"]["faces"] > 0 and math.isfinite(report["speed_ratio"])
+
+
+def test_bench_scaling_loops_the_input_to_each_length(clips, tmp_path, cli):
+    plot = tmp_path / "scaling.png"
+    report = _json(cli("bench", "scaling", "-i", str(clips["dance"]), "-s", str(clips["mark"]), "--lengths",
+                       "0.24,0.72", "--baseline-up-to", "0.3", "--json", "--plot", str(plot)))
+    _environment_recorded(report)
+    runs = {(r["length_s"], r["kind"]): r for r in report["runs"]}
+    assert set(runs) == {(0.24, "pipeline"), (0.24, "baseline"), (0.72, "pipeline")}
+    assert runs[(0.24, "pipeline")]["frames"] == 6 and runs[(0.72, "pipeline")]["frames"] == 18  # 25 fps
+    assert all(r["fps"] > 0 and r["peak_rss_mib"] > 100 for r in runs.values())
+    assert math.isfinite(report["fps_spread"]) and math.isfinite(report["memory_spread"])
+    assert plot.read_bytes().startswith(PNG)
+
+
+def test_bench_errors_are_one_line(clips, tmp_path, cli):
+    missing = cli("bench", "pipeline", "-i", str(tmp_path / "none.mp4"), "-s", str(clips["mark"]))
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    bad = cli("bench", "stages", "-i", str(clips["dance"]), "-s", str(clips["mark"]), "--batches", "1,x")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: --batches")
