@@ -9,9 +9,14 @@ from pathlib import Path
 
 import av
 import pytest
-
 from helpers_media import audio_packets, make_video, video_facts
-from streamswap.cluster.chunks import PlanSettings, frame_range, index_video, plan_chunks
+
+from streamswap.cluster.chunks import (
+    PlanSettings,
+    frame_range,
+    index_video,
+    plan_chunks,
+)
 from streamswap.cluster.stitch import stitch
 from streamswap.cluster.workdir import ChunkRecord, WorkDir, work_dir_for
 from streamswap.errors import InputError, PipelineError
@@ -108,8 +113,42 @@ def test_a_plain_swap_never_imports_ray(tmp_path, shared_data):
     out = tmp_path / "out.mp4"
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "streamswap", "swap", "--source",
                            str(shared_data / "images" / "mark.jpg"), "--target", str(clip), "--output", str(out),
-                           "--engine", "lite", "--quiet"], capture_output=True, text=True, cwd=REPO, timeout=300)
+                           "--engine", "lite", "--quiet"], capture_output=True, text=True, cwd=REPO, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert "streamswap.api" in imported and out.exists()  # the check sees the job's imports
     assert not any(name == "ray" or name.startswith("ray.") for name in imported)
+
+
+def test_workers_get_a_gpu_each_or_share_one_or_split_the_cpus():
+    from streamswap.cluster.run import ClusterSettings, actor_resources
+
+    assert actor_resources(ClusterSettings(), cpus=64, gpus=8) == (8, {"num_gpus": 1.0, "num_cpus": 1.0})
+    assert actor_resources(ClusterSettings(workers=2), cpus=16, gpus=1) == (2, {"num_gpus": 0.5, "num_cpus": 1.0})
+    assert actor_resources(ClusterSettings(workers=4), cpus=16, gpus=8) == (4, {"num_gpus": 1.0, "num_cpus": 1.0})
+    assert actor_resources(ClusterSettings(workers=2), cpus=2, gpus=0) == (2, {"num_cpus": 1.0})
+    assert actor_resources(ClusterSettings(workers=1), cpus=2, gpus=0) == (1, {"num_cpus": 2.0})
+    assert actor_resources(ClusterSettings(), cpus=8, gpus=0) == (4, {"num_cpus": 2.0})
+
+
+def test_batch_inputs_come_from_a_folder_or_a_list_and_keep_their_names(tmp_path):
+    from streamswap.cluster.run import batch_jobs
+
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir(), out.mkdir()
+    for name in ("b.mp4", "a.mov", "cover.jpg", ".hidden.mp4"):
+        (folder / name).write_bytes(b"x")
+    assert [(Path(j.input).name, Path(j.output).name) for j in batch_jobs(folder, out)] == [("a.mov", "a.mov"),
+                                                                                              ("b.mp4", "b.mp4")]
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# clips\nin/b.mp4\n\n{folder / 'a.mov'}\n")
+    assert [Path(j.input) for j in batch_jobs(listing, out)] == [folder / "b.mp4", folder / "a.mov"]
+    with pytest.raises(InputError, match="output folder"):
+        batch_jobs(folder, tmp_path / "missing")
+
+
+def test_chunk_seconds_without_a_cluster_is_refused(cli, tmp_path, shared_data):
+    clip = make_video(tmp_path / "clip.mp4", frames=5, fps=25)
+    result = cli("swap", "--source", str(shared_data / "images" / "mark.jpg"), "--target", str(clip), "--output",
+                 str(tmp_path / "out.mp4"), "--chunk-seconds", "5")
+    assert result.returncode != 0 and "--chunk-seconds applies with --workers" in result.stderr

@@ -17,15 +17,20 @@ import av
 import numpy as np
 import pytest
 import torch
-
 from helpers_media import audio_packets, make_video, video_facts
 
 ray = pytest.importorskip("ray")
 
-from streamswap.api import SwapOptions, load_engine_models, source_identity, swap_span, swap_video  # noqa: E402
-from streamswap.cluster.chunks import PlanSettings, index_video, plan_chunks  # noqa: E402
-from streamswap.cluster.run import ClusterSettings, FileJob, run_jobs, swap_cluster  # noqa: E402
-from streamswap.cluster.workdir import work_dir_for  # noqa: E402
+from streamswap.api import (
+    SwapOptions,
+    load_engine_models,
+    source_identity,
+    swap_span,
+    swap_video,
+)
+from streamswap.cluster.chunks import PlanSettings, index_video, plan_chunks
+from streamswap.cluster.run import ClusterSettings, swap_cluster
+from streamswap.cluster.workdir import work_dir_for
 
 # Lossless x264 for the seam comparison: two encodes of the same frames then decode identically
 # (measured below), so any difference left is the processing's, not the encoder's.

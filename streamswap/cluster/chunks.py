@@ -13,6 +13,7 @@ the detector runs on the same frames as in a single-process job.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -124,7 +125,7 @@ def plan_chunks(index: VideoIndex, settings: PlanSettings, first: int = 0, end: 
     if not 0 <= first < end <= index.frames:
         raise InputError(f"chunk plan: no frame in [{first}, {end}) of a {index.frames}-frame video")
     rate = float(index.fps) if index.fps else _rate(index)
-    warm = int(math.ceil(settings.warmup_s * rate))
+    warm = math.ceil(settings.warmup_s * rate)
     cuts = [first]
     for key in index.keyframes:  # each cut: the first keyframe at least chunk_s after the previous one
         if cuts[-1] < key < end and index.time(key) - index.time(cuts[-1]) >= settings.chunk_s - 1e-6:
@@ -134,7 +135,7 @@ def plan_chunks(index: VideoIndex, settings: PlanSettings, first: int = 0, end: 
     cuts.append(end)
     chunks = []
     d = settings.detect_every
-    for n, (a, b) in enumerate(zip(cuts, cuts[1:])):
+    for n, (a, b) in enumerate(itertools.pairwise(cuts)):
         run_from = first + (max(0, a - warm - first) // d) * d if a > first else first
         run_to = min(end, b + settings.lookahead)
         seek = index.keyframes[bisect.bisect_right(index.keyframes, run_from) - 1]

@@ -29,8 +29,21 @@ from pathlib import Path
 from typing import Any
 
 from streamswap import __version__
-from streamswap.api import LITE_DETECT_EVERY, SYNTHETIC_COMMENT, SwapOptions, _check_io, choose_engine
-from streamswap.cluster.chunks import Chunk, PlanSettings, VideoIndex, frame_range, index_video, plan_chunks
+from streamswap.api import (
+    LITE_DETECT_EVERY,
+    SYNTHETIC_COMMENT,
+    SwapOptions,
+    _check_io,
+    choose_engine,
+)
+from streamswap.cluster.chunks import (
+    Chunk,
+    PlanSettings,
+    VideoIndex,
+    frame_range,
+    index_video,
+    plan_chunks,
+)
 from streamswap.cluster.stitch import stitch
 from streamswap.cluster.workdir import ChunkRecord, WorkDir, fingerprint, input_identity
 from streamswap.cluster.worker import ChunkOutput, ChunkTask, ChunkWorker
@@ -326,26 +339,22 @@ def _restore_sigint() -> None:
         signal.signal(signal.SIGINT, signal.getsignal(signal.SIGINT))
 
 
-def _actor_resources(settings: ClusterSettings) -> tuple[int, dict[str, Any]]:
-    """How many workers and each one's Ray resources, from the settings and the cluster."""
-    import ray
-
-    res = ray.cluster_resources()
-    gpus, cpus = float(res.get("GPU", 0)), float(res.get("CPU", 1))
+def actor_resources(settings: ClusterSettings, cpus: float, gpus: float) -> tuple[int, dict[str, float]]:
+    """How many workers, and each one's Ray resources, for a cluster of `cpus` CPUs and `gpus`
+    GPUs: one GPU each (more workers than GPUs share them evenly, e.g. 2 on one GPU get 0.5
+    each), else the CPUs split evenly (Ray sets each actor's OMP/torch threads to its share);
+    without `workers`, one per GPU, or one per 2 CPUs."""
     if settings.gpus_per_worker is not None or gpus > 0:
         if settings.gpus_per_worker is not None:
             g = settings.gpus_per_worker
-        else:  # one GPU each; more workers than GPUs share them evenly
+        else:
             g = 1.0 if not settings.workers or settings.workers <= gpus else gpus / settings.workers
         n = settings.workers or (max(1, int(gpus / g)) if g > 0 else 1)
-        c = settings.cpus_per_worker if settings.cpus_per_worker is not None else 1.0
-        return n, {"num_gpus": g, "num_cpus": c}
+        return n, {"num_gpus": g, "num_cpus": settings.cpus_per_worker if settings.cpus_per_worker is not None else 1.0}
     if settings.workers is None:
         c = settings.cpus_per_worker or 2.0
         return max(1, int(cpus // c)), {"num_cpus": c}
-    # CPU only: the cores split evenly (Ray sets each actor's OMP/torch threads to its share)
-    c = settings.cpus_per_worker or max(1.0, float(int(cpus // settings.workers)))
-    return settings.workers, {"num_cpus": c}
+    return settings.workers, {"num_cpus": settings.cpus_per_worker or max(1.0, float(int(cpus // settings.workers)))}
 
 
 def _schedule(options: SwapOptions, engine: str, settings: ClusterSettings, jobs: list[_Job], queue: deque[_Item],
@@ -357,7 +366,8 @@ def _schedule(options: SwapOptions, engine: str, settings: ClusterSettings, jobs
 
     actors: list[Any] = []
     try:
-        n, resources = _actor_resources(settings)
+        res = ray.cluster_resources()
+        n, resources = actor_resources(settings, float(res.get("CPU", 1)), float(res.get("GPU", 0)))
         remote = ray.remote(max_restarts=settings.max_retries + 1, max_task_retries=0, **resources)(ChunkWorker)
         actors = [remote.remote(options, engine, w) for w in range(n)]
         report.workers = n
@@ -458,8 +468,8 @@ def _schedule(options: SwapOptions, engine: str, settings: ClusterSettings, jobs
         for a in actors:
             try:
                 ray.kill(a, no_restart=True)
-            except Exception:  # noqa: BLE001 - an actor already gone
-                pass
+            except Exception as exc:  # noqa: BLE001 - an actor already gone
+                log.debug("kill: %s", exc)
         if started:
             ray.shutdown()
 
@@ -499,5 +509,16 @@ def _retry(item: _Item, worker: int, why: str, settings: ClusterSettings, queue:
     queue.appendleft(item)
 
 
-__all__ = ["ClusterProgress", "ClusterReport", "ClusterSettings", "FileJob", "FileResult", "WorkerStats",
-           "batch_jobs", "run_jobs", "swap_cluster", "DEFAULT_CHUNK_S"]
+__all__ = [
+    "DEFAULT_CHUNK_S",
+    "ClusterProgress",
+    "ClusterReport",
+    "ClusterSettings",
+    "FileJob",
+    "FileResult",
+    "WorkerStats",
+    "actor_resources",
+    "batch_jobs",
+    "run_jobs",
+    "swap_cluster",
+]

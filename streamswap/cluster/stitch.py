@@ -20,7 +20,9 @@ from pathlib import Path
 import av
 
 from streamswap.errors import PipelineError
-from streamswap.video.sinks import _StreamCopier  # the single-process sink's audio copy, shared
+from streamswap.video.sinks import (
+    _StreamCopier,  # the single-process sink's audio copy, shared
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,7 @@ def stitch(chunks: list[Path], output: str | Path, *, expected_frames: int, audi
             vs = out.add_stream_from_template(template)
             vs.time_base = template.time_base
             tb = template.time_base
-        shift = int(round(start_s / tb)) if start_s else 0
+        shift = round(start_s / tb) if start_s else 0
         if audio_from:
             copier = _StreamCopier(audio_from, out, start_s)
         last_dts: int | None = None
