@@ -49,7 +49,9 @@ class SwapOptions:
     batch_size: frames per model call (None: 8 on a GPU; 2 on the CPU, where a larger batch buys no
     speed and holds more frames in memory); blocks: GHOST generator (1, 2 or 3 AAD blocks); sr: face
     super-resolution after the generator; compile: torch.compile the generator; start_s / end_s:
-    process only that time range of a video (the output starts at 0, audio kept in sync)."""
+    process only that time range of a video (the output starts at 0, audio kept in sync);
+    generator: a GHOST generator file of your own (e.g. from `train export`) instead of the
+    published G_unet_{blocks} (loaded strictly; not hash-pinned like the model cache's files)."""
 
     def __post_init__(self) -> None:
         if self.start_s < 0 or (self.end_s is not None and self.end_s <= self.start_s):
@@ -73,6 +75,7 @@ class SwapOptions:
     compile: bool = False
     start_s: float = 0.0
     end_s: float | None = None
+    generator: str | None = None
 
 
 @dataclass
@@ -157,7 +160,7 @@ def load_engine_models(options: SwapOptions, name: str, device: torch.device,
         from streamswap.models.registry import Registry, RegistryConfig
 
         parts = load_ghost_parts(Registry(RegistryConfig.from_env()), device, blocks=options.blocks,
-                                 sr=options.sr, compile=options.compile)
+                                 sr=options.sr, compile=options.compile, generator=options.generator)
     return EngineModels("ghost", parts.identity.device, parts=parts)
 
 
@@ -251,6 +254,8 @@ def _check_io(options: SwapOptions, target: str, output: str) -> None:
     if options.target_faces and len(options.target_faces) != len(options.sources):
         raise InputError(f"{len(options.sources)} --source image(s) but {len(options.target_faces)} --target-face "
                          "image(s): give one reference per source, in the same order")
+    if options.generator is not None and not Path(options.generator).is_file():
+        raise InputError(f"generator file not found: {options.generator}")
     for path in (*options.sources, *options.target_faces):
         if not Path(path).is_file():
             raise InputError(f"image not found: {path}")
@@ -332,7 +337,7 @@ def _run_job(options: SwapOptions, target: str, output: str, *,
                 from streamswap.models.registry import Registry, RegistryConfig
 
                 parts = load_ghost_parts(Registry(RegistryConfig.from_env()), device, blocks=options.blocks,
-                                         sr=options.sr, compile=options.compile)
+                                         sr=options.sr, compile=options.compile, generator=options.generator)
             engine = _ghost_engine(options, parts)
         else:
             engine = _lite_engine(options)

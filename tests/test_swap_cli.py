@@ -162,6 +162,8 @@ def test_errors_are_one_line_and_leave_nothing_behind(shared_data, tmp_path, cli
         (["-s", mark, "-t", video, "-o", video], "is the input file"),
         (["-s", mark, "-t", str(shared_data / "images" / "tgt1.png"), "-o", str(out), "--start", "1"],
          "--start/--end apply to video files only"),
+        (["-s", mark, "-t", video, "-o", str(out), "--generator", str(tmp_path / "G_mine.pth")],
+         "generator file not found"),
     ]
     for args, expected in cases:
         _one_line_error(cli("swap", "--engine", "lite", *args), expected)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -61,6 +62,8 @@ def swap(
     blocks: int = typer.Option(2, help="GHOST generator: 1, 2 (GHOST's main model) or 3 AAD blocks."),
     sr: bool = typer.Option(False, "--sr/--no-sr", help="Face super-resolution after the GHOST generator."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the GHOST generator (GPU; slow first batch)."),
+    generator: Path = typer.Option(None, "--generator", dir_okay=False, help="A GHOST generator of your own "
+                                   "(e.g. from `train export`) instead of the published G_unet_{blocks}."),
     batch_size: int = typer.Option(None, min=1, help="Frames per model call [default: 8 on a GPU, 2 on the CPU]."),
     detect_every: int = typer.Option(None, help="Run the face detector every N frames, landmarks following the "
                                      "faces in between (default: 5 for lite, 1 for ghost)."),
@@ -86,6 +89,7 @@ def swap(
                           source_face_index=source_face_index, engine=engine, device=device,  # type: ignore[arg-type]
                           batch_size=batch_size, detect_every=detect_every, crf=crf, preset=preset,
                           encoder=encoder, overwrite=overwrite, blocks=blocks, sr=sr, compile=compile,
+                          generator=str(generator) if generator else None,
                           start_s=start, end_s=end)
     if workers is not None or ray_address is not None:  # only then is Ray imported
         from streamswap.commands.batch import run_cluster_swap

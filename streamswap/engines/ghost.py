@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -145,10 +146,11 @@ class GhostSwapper:
 
 
 def load_ghost_parts(registry: "Registry", device: torch.device, *, blocks: int = 2, sr: bool = False,
-                     compile: bool = False) -> GhostParts:
+                     compile: bool = False, generator: str | Path | None = None) -> GhostParts:
     """The published networks from the model cache (verified), ready on `device`: SCRFD
     (scrfd_10g_bnkps, threshold 0.6 as GHOST), 2d106, GHOST's IResNet-100 (float32: its
-    activations pass fp16's range), AEI-Net G_unet_{blocks} (fp16 on CUDA), optional SR."""
+    activations pass fp16's range), AEI-Net G_unet_{blocks} (fp16 on CUDA; `generator`: a file of
+    your own with that architecture instead, e.g. from `train export`), optional SR."""
     from streamswap.faces.detect import DetectSettings
     from streamswap.models.weights import build_model
 
@@ -159,7 +161,7 @@ def load_ghost_parts(registry: "Registry", device: torch.device, *, blocks: int 
                                   device=device)
     landmarker = Landmark106.load(registry.require("2d106det"), device=device)
     return assemble_ghost_parts(detector, landmarker, build_model("backbone", registry.require("backbone")),
-                                build_model(g_name, registry.require(g_name)), device,  # type: ignore[arg-type]
+                                build_model(g_name, generator or registry.require(g_name)), device,  # type: ignore[arg-type]
                                 sr_net=build_model("10_net_G", registry.require("10_net_G")) if sr else None,  # type: ignore[arg-type]
                                 compile=compile)
 
