@@ -7,7 +7,7 @@ Keypoints: dlib's HOG detector on frames downscaled to 640 wide (upsample 0; the
 nothing is found there), dlib's 68 landmarks fitted on the full-resolution frame, and the five
 ArcFace keypoints derived from them (`streamswap.faces.lite`). The same detections go through
 GHOST's moving average (+-2 frames, segments split at 5 px jumps) and through our tracker in
-file mode (Kalman + RTS over a 15-frame window) and live mode (causal Kalman).
+file mode (Kalman + RTS over a 10-frame window) and live mode (causal Kalman).
 
 Figures (px, CPU): mean keypoint acceleration |k[t+1] - 2k[t] + k[t-1]| over the frames where
 the three frames hold the same face's detections and no cut lies between them (one set of frames

@@ -69,7 +69,7 @@ class SwapOptions:
     preset: str = "medium"
     encoder: str = "auto"
     overwrite: bool = False
-    smoothing_window: int = 15
+    smoothing_window: int = 10
     blocks: int = 2
     sr: bool = False
     compile: bool = False
