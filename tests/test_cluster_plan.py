@@ -3,6 +3,7 @@ directory a re-run resumes from, the stitch's refusals, and that a plain swap ne
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -152,3 +153,17 @@ def test_chunk_seconds_without_a_cluster_is_refused(cli, tmp_path, shared_data):
     result = cli("swap", "--source", str(shared_data / "images" / "mark.jpg"), "--target", str(clip), "--output",
                  str(tmp_path / "out.mp4"), "--chunk-seconds", "5")
     assert result.returncode != 0 and "--chunk-seconds applies with --workers" in result.stderr
+
+
+def test_a_batch_reports_a_broken_input_as_failed_and_skips_finished_outputs(cli, tmp_path, shared_data):
+    inputs, outputs = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir(), outputs.mkdir()
+    (inputs / "broken.mp4").write_bytes(b"not a video at all")
+    make_video(inputs / "done.mp4", frames=5, fps=25)
+    (outputs / "done.mp4").write_bytes(b"finished earlier")
+    result = cli("batch", "--source", str(shared_data / "images" / "mark.jpg"), "--inputs", str(inputs),
+                 "--output-dir", str(outputs), "--engine", "lite", "--json", "--quiet")
+    assert result.returncode == 1  # nothing left to run: no cluster is started
+    status = {Path(r["input"]).name: (r["status"], r["error"]) for r in json.loads(result.stdout)["outputs"]}
+    assert status["done.mp4"] == ("skipped", None)
+    assert status["broken.mp4"][0] == "failed" and "broken.mp4" in status["broken.mp4"][1]

@@ -248,7 +248,14 @@ def run_jobs(options: SwapOptions, jobs: list[FileJob], settings: ClusterSetting
     every = 1 if engine == "ghost" else (LITE_DETECT_EVERY if options.detect_every is None else options.detect_every)
     plan = PlanSettings(chunk_s=settings.chunk_s, warmup_s=settings.warmup_s, lookahead=options.smoothing_window,
                         detect_every=every)
-    todo = [_prepare(options, engine, plan, job, skip_done) for job in jobs]
+    todo = []
+    for file in jobs:
+        try:
+            todo.append(_prepare(options, engine, plan, file, skip_done))
+        except StreamSwapError as exc:
+            if not skip_done:
+                raise  # a single job: the user's error, at once
+            todo.append(_Job(file, FileResult(file.input, file.output, status="failed", error=str(exc))))
     report.outputs = [j.result for j in todo]
     active = [j for j in todo if j.result.status == "pending"]
     report.frames_total = sum(j.result.frames_expected for j in active)
