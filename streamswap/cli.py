@@ -7,6 +7,7 @@ and a non-zero exit (a traceback only with `--debug`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 import sys
 
 import typer
@@ -60,8 +61,14 @@ def main(argv: list[str] | None = None) -> None:
     if debug:  # accept --debug anywhere on the line, not only before the command
         argv = ["--debug", *(a for a in argv if a != "--debug")]
     _register()
+    run_app(lambda: app(args=argv), debug)  # click handles usage errors and exit codes (standalone mode)
+
+
+def run_app(run: Callable[[], object], debug: bool) -> None:
+    """Run a typer app's call: a StreamSwapError becomes one `error:` line and its exit code, any
+    other exception one line and exit 1 (the traceback only with --debug). Shared with `python -m train`."""
     try:
-        app(args=argv)  # click handles usage errors and exit codes (standalone mode)
+        run()
     except StreamSwapError as exc:
         if debug:
             raise

@@ -16,7 +16,6 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -25,7 +24,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from streamswap.errors import InputError, StreamSwapError
+from streamswap.cli import run_app
+from streamswap.errors import InputError
 
 train_app = typer.Typer(help="Train the GHOST generator: prepare data, fit, export.", no_args_is_help=True,
                         add_completion=False, pretty_exceptions_enable=False)
@@ -176,17 +176,4 @@ def main(argv: list[str] | None = None) -> None:
     argv = [a for a in argv if a != "--debug"]
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    try:
-        train_app(args=argv, prog_name="python -m train")
-    except StreamSwapError as exc:
-        if debug:
-            raise
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # a bug: one line unless --debug
-        if debug:
-            raise
-        Console(stderr=True).print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(str(exc))} "
-                                   "(rerun with --debug for the traceback, and please report it)",
-                                   highlight=False, soft_wrap=True)
-        sys.exit(1)
+    run_app(lambda: train_app(args=argv, prog_name="python -m train"), debug)

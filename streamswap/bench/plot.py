@@ -70,30 +70,25 @@ def _pipeline(ax: Any, report: dict[str, Any]) -> None:
     ax.set_title(f"pipeline {report['fps']:.1f} fps - bottleneck: {report.get('bottleneck')}")
 
 
-def _scaling_fps(ax: Any, report: dict[str, Any]) -> None:
+def _scaling(ax: Any, report: dict[str, Any], key: str, ylabel: str, title: str) -> None:
     for kind, style in (("pipeline", "o-"), ("baseline", "s--")):
         runs = [r for r in report["runs"] if r["kind"] == kind]
         if runs:
-            ax.plot([r["length_s"] for r in runs], [r["fps"] for r in runs], style, label=kind)
+            ax.plot([r["length_s"] for r in runs], [r[key] for r in runs], style, label=kind)
     ax.set_xscale("log")
     ax.set_xlabel("input length (s)")
-    ax.set_ylabel("frames/s")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(bottom=0)
-    ax.set_title("throughput vs length")
+    ax.set_title(title)
     ax.legend(fontsize=8)
+
+
+def _scaling_fps(ax: Any, report: dict[str, Any]) -> None:
+    _scaling(ax, report, "fps", "frames/s", "throughput vs length")
 
 
 def _scaling_memory(ax: Any, report: dict[str, Any]) -> None:
-    for kind, style in (("pipeline", "o-"), ("baseline", "s--")):
-        runs = [r for r in report["runs"] if r["kind"] == kind]
-        if runs:
-            ax.plot([r["length_s"] for r in runs], [r["peak_rss_mib"] for r in runs], style, label=f"{kind} peak RSS")
-    ax.set_xscale("log")
-    ax.set_xlabel("input length (s)")
-    ax.set_ylabel("MiB")
-    ax.set_ylim(bottom=0)
-    ax.set_title("peak memory vs length")
-    ax.legend(fontsize=8)
+    _scaling(ax, report, "peak_rss_mib", "peak RSS (MiB)", "peak memory vs length")
 
 
 def _compare(ax: Any, report: dict[str, Any]) -> None:
