@@ -66,7 +66,7 @@ class SwapOptions:
     batch_size: int | None = None
     detect_every: int | None = None
     crf: int = 18
-    preset: str = "medium"
+    preset: str = "veryfast"
     encoder: str = "auto"
     overwrite: bool = False
     smoothing_window: int = 10
