@@ -35,6 +35,7 @@ class StagesSpec:
     stand_in: bool = False
     width: float = 1.0
     sr: bool = False
+    preset: str = "veryfast"  # x264, as `swap` encodes by default
 
 
 def _sync(device: torch.device) -> None:
@@ -145,7 +146,7 @@ def bench_stages(spec: StagesSpec) -> dict[str, Any]:
                                                for (x, _), c, o in zip(chunks, aligned, outs)], device), n_faces)
         with tempfile.TemporaryDirectory() as out_dir:
             gpu = probe_gpu(device) if device.type == "cuda" else None
-            sink = FileSink(str(Path(out_dir) / "encode.mp4"), info, EncodeSettings(),
+            sink = FileSink(str(Path(out_dir) / "encode.mp4"), info, EncodeSettings(preset=spec.preset),
                             choose_encoder("auto", device=device, gpu=gpu) if gpu else BackendChoice("x264", "CPU"),
                             overwrite=True)
             t0 = time.perf_counter()
