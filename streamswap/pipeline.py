@@ -40,9 +40,11 @@ class Analyser(Protocol):
 
 
 class Swapper(Protocol):
-    """frames (N, 3, H, W) uint8, faces with landmarks, a track id per face -> swapped frames."""
+    """frames (N, 3, H, W) uint8, faces with landmarks, a track id per face -> swapped frames
+    (pasted into `frames` itself when inplace)."""
 
-    def __call__(self, frames: torch.Tensor, faces: FaceBatch, keys: Sequence[int]) -> torch.Tensor: ...
+    def __call__(self, frames: torch.Tensor, faces: FaceBatch, keys: Sequence[int], *,
+                 inplace: bool = False) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -186,7 +188,7 @@ def swap_stage(swappers: Sequence[Swapper], settings: PipelineSettings, device: 
         for source, swapper in enumerate(swappers):
             faces, keys = faces_of(frames, source, device)
             if keys:
-                images = swapper(images, faces, keys)
+                images = swapper(images, faces, keys, inplace=True)  # `images` is this stage's own copy
                 n_faces += len(keys)
         if count is not None:
             count(sum(1 for f in frames if f.faces), n_faces)

@@ -15,9 +15,10 @@ person the track is bound to.
 - Smoothing: a constant-velocity Kalman filter per track over the 14 coordinates (5 keypoints,
   box). All coordinates share one model and are measured together, so they share one 2x2
   covariance: the state is (2, 14) [position; velocity] and P is (2, 2), kept in units of the
-  face width (noise scales with face size). filterpy's functional `predict` and `rts_smoother`
-  broadcast over such a state; its `update` insists on a column measurement, so the three-line
-  update is ours. F, H, Q, R are built here (filterpy 2.0's `kinematic_kf` builds a wrong H).
+  face width (noise scales with face size). Predict, update and the RTS pass are the textbook
+  few lines each, written here for this shape (filterpy's `predict` and `rts_smoother` compute the
+  same - a test checks - but importing filterpy.kalman costs every swap process 24 MB). F, H, Q, R
+  are built here (filterpy 2.0's `kinematic_kf` builds a wrong H).
 - Live mode is causal: frame t's output is the filtered estimate at t (no added latency).
   File mode looks ahead `window` frames: frame t is output once frame t + window has arrived,
   smoothed by Rauch-Tung-Striebel over [t, t + window]. Latency: `window` frames (0.33 s at
@@ -48,8 +49,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-from filterpy.kalman import predict as kf_predict
-from filterpy.kalman import rts_smoother
 from scipy.optimize import linear_sum_assignment
 
 from streamswap.errors import InputError
@@ -208,6 +207,27 @@ def cv_model(dt: float, accel_noise: float, measurement_noise: float
     q = accel_noise ** 2 * np.array([[dt ** 4 / 4, dt ** 3 / 2], [dt ** 3 / 2, dt ** 2]])
     r = np.array([[measurement_noise ** 2]])
     return f, h, q, r
+
+
+def kf_predict(x: np.ndarray, p: np.ndarray, f: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Kalman prediction of C coordinates sharing one covariance: x (2, C), p (2, 2), F, Q (2, 2).
+    (filterpy's `predict`, written out: importing filterpy.kalman loads scipy.stats and friends,
+    24 MB of resident memory in every swap process, for this and `rts_smooth`.)"""
+    return f @ x, f @ p @ f.T + q
+
+
+def rts_smooth(xs: np.ndarray, ps: np.ndarray, fs: list[np.ndarray], qs: list[np.ndarray]
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Rauch-Tung-Striebel backward pass over filtered states xs (N, 2, C) and covariances
+    ps (N, 2, 2); fs[k], qs[k]: the transition from step k to k + 1. Returns the smoothed
+    (xs, ps), as filterpy's `rts_smoother` computes them."""
+    x, p = xs.copy(), ps.copy()
+    for k in range(len(x) - 2, -1, -1):
+        p_pred = fs[k] @ p[k] @ fs[k].T + qs[k]
+        gain = p[k] @ fs[k].T @ np.linalg.inv(p_pred)
+        x[k] += gain @ (x[k + 1] - fs[k] @ x[k])
+        p[k] += gain @ (p[k + 1] - p_pred) @ gain.T
+    return x, p
 
 
 def kf_update(x: np.ndarray, p: np.ndarray, z: np.ndarray, h: np.ndarray, r: np.ndarray
@@ -512,7 +532,7 @@ class Tracker:
             if len(steps) > 1:
                 fs = [st.f for st in steps[1:]] + [steps[-1].f]
                 qs = [st.q for st in steps[1:]] + [steps[-1].q]
-                xs, _, _, _ = rts_smoother(xs, ps, fs, qs)
+                xs, _ = rts_smooth(xs, ps, fs, qs)
             faces.append(self._face(tr, steps[0], xs[0]))
         self._finished = [tr for tr in self._finished if tr.steps]
         return t, tuple(sorted(faces, key=lambda f: f.track_id))

@@ -306,3 +306,22 @@ def test_detections_come_from_a_face_batch_frame_by_frame():
     assert [len(d) for d in per_frame] == [2, 0, 1]
     np.testing.assert_allclose(per_frame[2].kps[0], FACE + 100)
     assert per_frame[0].embeddings.shape == (2, 3) and per_frame[1].embeddings.shape == (0, 3)
+
+
+def test_predict_and_rts_pass_equal_filterpys():
+    filterpy = pytest.importorskip("filterpy.kalman")
+    from streamswap.tracking import cv_model, kf_predict, rts_smooth
+
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(7, 2, 14))
+    ps = np.stack([np.cov(rng.normal(size=(2, 5))) + np.eye(2) for _ in range(7)])
+    models = [cv_model(dt, 0.3, 0.02) for dt in (1, 1, 2, 1, 3, 1, 1)]
+    fs, qs = [m[0] for m in models], [m[2] for m in models]
+    x, p = kf_predict(xs[0], ps[0], fs[0], qs[0])
+    ref_x, ref_p = filterpy.predict(xs[0], ps[0], fs[0], qs[0])
+    np.testing.assert_allclose(x, ref_x, rtol=1e-12)
+    np.testing.assert_allclose(p, ref_p, rtol=1e-12)
+    sx, sp = rts_smooth(xs, ps, fs, qs)
+    ref = filterpy.rts_smoother(xs, ps, fs, qs)
+    np.testing.assert_allclose(sx, ref[0], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(sp, ref[1], rtol=1e-10, atol=1e-12)

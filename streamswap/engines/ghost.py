@@ -97,18 +97,19 @@ class GhostSwapper:
     """One source identity onto batches of faces.
 
     __call__(frames (N, 3, H, W) uint8 RGB, faces (smoothed keypoints), keys: track ids) ->
-    (N, 3, H, W) uint8 on the frames' device.
+    (N, 3, H, W) uint8 on the frames' device (`frames` itself with inplace=True, else a copy).
     """
 
     def __init__(self, parts: GhostParts, identity: torch.Tensor, hysteresis_frames: int = 5) -> None:
         self.parts, self.identity = parts, identity
         self.masker = AdaptiveMasker(MaskSettings(scheme=GHOST_106, size=GHOST_CROP, hysteresis_frames=hysteresis_frames))
 
-    def __call__(self, frames: torch.Tensor, faces: FaceBatch, keys: Sequence[int]) -> torch.Tensor:
+    def __call__(self, frames: torch.Tensor, faces: FaceBatch, keys: Sequence[int], *,
+                 inplace: bool = False) -> torch.Tensor:
         if len(faces) == 0:
             return frames
         crops = self.align(frames, faces)
-        return self.blend(frames, crops, self.super_resolve(self.generate(crops)), keys)
+        return self.blend(frames, crops, self.super_resolve(self.generate(crops)), keys, inplace=inplace)
 
     # The phases, separately callable so `bench stages` can time each alone.
     def align(self, frames: torch.Tensor, faces: FaceBatch) -> GhostCrops:
@@ -131,9 +132,10 @@ class GhostSwapper:
             return y
         return self.parts.super_resolution((y + 1) / 2).float().clamp(0, 1) * 2 - 1
 
-    def blend(self, frames: torch.Tensor, crops: GhostCrops, y: torch.Tensor, keys: Sequence[int]) -> torch.Tensor:
+    def blend(self, frames: torch.Tensor, crops: GhostCrops, y: torch.Tensor, keys: Sequence[int], *,
+              inplace: bool = False) -> torch.Tensor:
         """Back to 224, 2d106 on the generated and target crops, adaptive mask, paste-back:
-        -> (N, 3, H, W) uint8."""
+        -> (N, 3, H, W) uint8 (`frames` itself when inplace, else a copy)."""
         k, dev = len(y), y.device
         swapped = ((y.clamp(-1, 1) + 1) * 127.5).round()  # GHOST turns the output into uint8, then resizes
         swapped = F.interpolate(swapped, size=(GHOST_CROP, GHOST_CROP), mode="bilinear", align_corners=False)
@@ -142,7 +144,7 @@ class GhostSwapper:
         gen_lm = self.parts.landmarker.landmarks(swapped.to(torch.uint8), whole)
         tgt_lm = self.parts.landmarker.landmarks(crops.target.to(torch.uint8), whole)
         masks, _ = self.masker(gen_lm, tgt_lm, keys)
-        return paste_back(frames, swapped, masks, crops.m, crops.frame_index)
+        return paste_back(frames, swapped, masks, crops.m, crops.frame_index, inplace=inplace)
 
 
 def load_ghost_parts(registry: "Registry", device: torch.device, *, blocks: int = 2, sr: bool = False,

@@ -100,7 +100,7 @@ class LiteSwapper:
 
     __call__(frames (N, 3, H, W) uint8 RGB, faces: FaceBatch with 68 landmarks in frame pixels
     (smoothed by the tracker), keys: a track id per face) -> (N, 3, H, W) uint8, on the frames'
-    device; frames without faces come back unchanged.
+    device (`frames` itself with inplace=True, else a copy); frames without faces come back unchanged.
     """
 
     def __init__(self, source: SourceFace, settings: LiteSwapSettings = LiteSwapSettings()) -> None:
@@ -118,12 +118,13 @@ class LiteSwapper:
         dst = self.template.to(kps.device)[None].expand(kps.shape[0], 5, 2)
         return umeyama(kps.double(), dst).float()
 
-    def __call__(self, frames: torch.Tensor, faces: FaceBatch, keys: Sequence[int]) -> torch.Tensor:
+    def __call__(self, frames: torch.Tensor, faces: FaceBatch, keys: Sequence[int], *,
+                 inplace: bool = False) -> torch.Tensor:
         if len(faces) == 0:
             return frames
         crops = self.align(frames, faces)
         warped, inside = self.generate(crops)
-        return self.blend(frames, crops, warped, inside, keys)
+        return self.blend(frames, crops, warped, inside, keys, inplace=inplace)
 
     # The three phases, separately callable so `bench stages` can time each alone.
     def align(self, frames: torch.Tensor, faces: FaceBatch) -> LiteCrops:
@@ -147,8 +148,9 @@ class LiteSwapper:
         return sample(src.image.to(dev), coords), inside
 
     def blend(self, frames: torch.Tensor, crops: LiteCrops, warped: torch.Tensor, inside: torch.Tensor,
-              keys: Sequence[int]) -> torch.Tensor:
-        """Mask (with hysteresis per track key), colour match, paste back: -> (N, 3, H, W) uint8."""
+              keys: Sequence[int], *, inplace: bool = False) -> torch.Tensor:
+        """Mask (with hysteresis per track key), colour match, paste back: -> (N, 3, H, W) uint8
+        (`frames` itself when inplace, else a copy)."""
         s, lm = self.settings.crop, crops.landmarks
         masks, _ = self.masker(lm, lm, keys)  # the warp gives the target's shape: offset 0
         masks = masks * inside[:, None]
@@ -159,7 +161,7 @@ class LiteSwapper:
             masks = masks * (1 - mouth * open_target[:, None, None, None].float())
         if self.settings.colour_match:
             warped = match_colour(warped / 255, crops.target / 255, masks) * 255
-        return paste_back(frames, warped, masks, crops.m, crops.frame_index)
+        return paste_back(frames, warped, masks, crops.m, crops.frame_index, inplace=inplace)
 
 
 class LiteAnalyser:
