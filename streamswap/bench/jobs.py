@@ -54,14 +54,14 @@ def source_face_index(stand_in: bool) -> int | None:
     return 0 if stand_in else None
 
 
-def _ghost_parts(spec: JobSpec, workdir: Path) -> Any:
-    """Stand-in networks for the ghost engine, or None (the published ones from the model cache)."""
+def _stand_in_parts(spec: JobSpec, workdir: Path) -> Any:
+    """Stand-in networks for the ghost engine, or None (the swap job loads the published ones)."""
     if spec.engine != "ghost" or not spec.stand_in:
         return None
-    from streamswap.bench.stand_in import stand_in_ghost_parts
+    from streamswap.bench.stand_in import ghost_parts
     from streamswap.devices import resolve_device
 
-    return stand_in_ghost_parts(workdir, resolve_device(spec.device), width=spec.width, sr=spec.sr)
+    return ghost_parts(workdir, resolve_device(spec.device), stand_in=True, width=spec.width, sr=spec.sr)
 
 
 def run_pipeline(spec: JobSpec) -> dict[str, Any]:
@@ -70,7 +70,7 @@ def run_pipeline(spec: JobSpec) -> dict[str, Any]:
 
     extra = {"preset": spec.preset} if spec.preset else {}
     with tempfile.TemporaryDirectory() as tmp:
-        parts = _ghost_parts(spec, Path(tmp))
+        parts = _stand_in_parts(spec, Path(tmp))
         options = SwapOptions(sources=(spec.source,), engine=spec.engine, detect_every=spec.detect_every,  # type: ignore[arg-type]
                               batch_size=spec.batch_size, device=spec.device, overwrite=True, sr=spec.sr,
                               source_face_index=source_face_index(spec.stand_in), **extra)
@@ -137,13 +137,10 @@ def run_baseline(spec: JobSpec) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         image = read_image(spec.source, device)
         if spec.engine == "ghost":
-            from streamswap.engines.ghost import GhostAnalyser, GhostSwapper, load_ghost_parts, source_embedding
+            from streamswap.bench.stand_in import ghost_parts
+            from streamswap.engines.ghost import GhostAnalyser, GhostSwapper, source_embedding
 
-            parts = _ghost_parts(spec, Path(tmp))
-            if parts is None:
-                from streamswap.models.registry import Registry, RegistryConfig
-
-                parts = load_ghost_parts(Registry(RegistryConfig.from_env()), device, sr=spec.sr)
+            parts = ghost_parts(Path(tmp), device, stand_in=spec.stand_in, width=spec.width, sr=spec.sr)
             detect: Any = GhostAnalyser(parts)
             swapper: Any = GhostSwapper(parts, source_embedding(parts, image, source_face_index(spec.stand_in)))
         else:

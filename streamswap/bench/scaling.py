@@ -35,12 +35,13 @@ def loop_video(video: str, seconds: float, out: str) -> int:
         if not probe.streams.video:
             raise InputError(f"{video} has no video stream")
         duration = float(probe.duration or 0) / av.time_base
-    if duration <= 0:
-        raise InputError(f"{video}: unknown duration, cannot loop it")
-    written = 0
-    with av.open(out, "w") as dst:
-        with av.open(video) as src:
-            mapped = {s.index: dst.add_stream_from_template(s) for s in src.streams.video[:1] + src.streams.audio[:1]}
+        if duration <= 0:
+            raise InputError(f"{video}: unknown duration, cannot loop it")
+        templates = probe.streams.video[:1] + probe.streams.audio[:1]
+        written = 0
+        dst = av.open(out, "w")
+        mapped = {s.index: dst.add_stream_from_template(s) for s in templates}
+    with dst:
         offset = 0.0
         while offset < seconds:
             with av.open(video) as src:

@@ -73,15 +73,11 @@ def _engine(spec: StagesSpec, device: torch.device, workdir: Path) -> tuple[Any,
 
     image = read_image(spec.source, device)
     if spec.engine == "ghost":
-        from streamswap.bench.jobs import JobSpec, _ghost_parts, source_face_index
-        from streamswap.engines.ghost import GhostAnalyser, GhostSwapper, load_ghost_parts, source_embedding
+        from streamswap.bench.jobs import source_face_index
+        from streamswap.bench.stand_in import ghost_parts
+        from streamswap.engines.ghost import GhostAnalyser, GhostSwapper, source_embedding
 
-        parts = _ghost_parts(JobSpec("stages", spec.video, spec.source, "", engine="ghost", device=str(device),
-                                     stand_in=spec.stand_in, width=spec.width, sr=spec.sr), workdir)
-        if parts is None:
-            from streamswap.models.registry import Registry, RegistryConfig
-
-            parts = load_ghost_parts(Registry(RegistryConfig.from_env()), device, sr=spec.sr)
+        parts = ghost_parts(workdir, device, stand_in=spec.stand_in, width=spec.width, sr=spec.sr)
         analyser = GhostAnalyser(parts)
         identity = source_embedding(parts, image, source_face_index(spec.stand_in))
         return (lambda x: analyser(x, False)), GhostSwapper(parts, identity)

@@ -35,3 +35,15 @@ def stand_in_ghost_parts(workdir: Path, device: torch.device, *, width: float = 
 
         sr_net = SRGenerator(SRConfig(ngf=max(4, round(SRConfig.ngf * width))))
     return assemble_ghost_parts(detector, landmarker, identity, generator, device, sr_net=sr_net, compile=compile)
+
+
+def ghost_parts(workdir: Path, device: torch.device, *, stand_in: bool, width: float = 1.0,
+                sr: bool = False) -> GhostParts:
+    """The ghost engine's networks for a benchmark: the stand-ins above, or the published ones
+    from the model cache (verified)."""
+    if stand_in:
+        return stand_in_ghost_parts(workdir, device, width=width, sr=sr)
+    from streamswap.engines.ghost import load_ghost_parts
+    from streamswap.models.registry import Registry, RegistryConfig
+
+    return load_ghost_parts(Registry(RegistryConfig.from_env()), device, sr=sr)
