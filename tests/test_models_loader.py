@@ -38,18 +38,30 @@ def test_wrapped_checkpoint_with_module_prefixes_loads(tmp_path, wrapper):
 
 
 def test_safetensors_file_loads_with_spectral_norm_vectors(tmp_path):
-    src = set_sr_mode(SRGenerator(SRConfig(ngf=4)), "eval")
+    torch.manual_seed(0)
+    src = set_sr_mode(SRGenerator(SRConfig(ngf=4)), "reference")
+    with torch.no_grad():  # a few power iterations: u/v as in a trained file (random ones saturate the output)
+        for _ in range(3):
+            src(torch.rand(2, 3, 256, 256))
+    set_sr_mode(src, "eval")
     path = tmp_path / "sr.safetensors"
     save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(path))
     with torch.device("meta"):  # as build_model does: every tensor comes from the file
         dst = SRGenerator(SRConfig(ngf=4))
     dst = set_sr_mode(load_weights(dst, path), "eval")
-    assert same_state(src, dst)
+    assert same_state(src, dst)  # every tensor, the u/v vectors included, exactly as saved
+    # The outputs are compared with a tolerance, not bitwise: the loaded tensors sit at
+    # safetensors' 8-byte data offsets, the originals 64-byte aligned, and the spectral norm's
+    # mv/dot reduce in an alignment-dependent order (checked: src's tensors copied to dst's
+    # offsets give dst's sigma exactly). Measured float32-vs-float64 error of these outputs:
+    # at most 1.2e-7 in eval mode, 2.1e-6 in reference mode (3 seeds); 1e-5 is 5x the worst.
     x = torch.rand(2, 3, 256, 256)
     with torch.no_grad():
-        assert torch.equal(src(x), dst(x))
+        out = src(x)
+        assert out.abs().max() < 0.99  # not saturated, so the comparison means something
+        torch.testing.assert_close(dst(x), out, rtol=0, atol=1e-5)
         set_sr_mode(src, "reference"), set_sr_mode(dst, "reference")
-        assert torch.equal(src(x), dst(x))
+        torch.testing.assert_close(dst(x), src(x), rtol=0, atol=1e-5)
 
 
 def test_legacy_non_zip_checkpoint_loads(tmp_path):

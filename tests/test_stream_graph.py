@@ -201,7 +201,7 @@ def test_a_stage_returning_the_wrong_number_of_items_is_an_error():
         Graph(Source("src", paced(5)), [Stage("bad", lambda b: [])], Collect().sink()).run()
 
 
-def test_ctrl_c_stops_the_graph_finalises_the_sink_and_reraises():
+def test_ctrl_c_stops_the_graph_finalises_the_sink_and_reraises(sigint_raises):
     out = Collect()
     g = Graph(Source("src", paced(None, every_s=0.001)), [Stage("mid", lambda b: b)], out.sink())
     threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
