@@ -312,6 +312,19 @@ def _stitch(job: _Job, options: SwapOptions) -> None:
     job.work.remove()
 
 
+def fetch_engine_models(options: SwapOptions, engine: str) -> None:
+    """Fetch (and verify) the engine's models here, before any actor starts: otherwise every
+    actor would find them missing at once and download them itself."""
+    if engine != "ghost":
+        return  # the lite engine's models ship with its packages
+    from streamswap.models.catalog import ghost_model_names
+    from streamswap.models.registry import Registry, RegistryConfig
+
+    registry = Registry(RegistryConfig.from_env())
+    for name in ghost_model_names(options.blocks, options.sr, options.generator is not None):
+        registry.require(name)
+
+
 def _connect(settings: ClusterSettings) -> bool:
     """Join or start a cluster; True when this call started it (and must shut it down)."""
     try:
@@ -367,6 +380,7 @@ def actor_resources(settings: ClusterSettings, cpus: float, gpus: float) -> tupl
 def _schedule(options: SwapOptions, engine: str, settings: ClusterSettings, jobs: list[_Job], queue: deque[_Item],
               report: ClusterReport, progress: Callable[[ClusterProgress], None] | None,
               on_assign: Callable[[ChunkTask, dict[str, Any]], None] | None) -> None:
+    fetch_engine_models(options, engine)
     started = _connect(settings)
     import ray
     from ray.exceptions import ActorUnavailableError, RayError, RayTaskError

@@ -2,12 +2,27 @@
 
 Data only. No published SHA-256 sums exist for these files (neither sber-swap nor insightface
 publish any), so every entry is pinned on first use (see `registry.py`); an entry that gets
-a `sha256` here is verified against it instead.
+a `sha256` here is verified against it instead. Before a download is pinned (or accepted at
+all) its size must fall in the entry's `size_range`: by default half to twice `approx_mb`, loose
+enough for a re-export, tight enough to refuse an error page or an endless body.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from streamswap.errors import InputError
+
+MB = 1_000_000
+MIB = 1 << 20
+
+
+def size_range(approx_mb: int, min_bytes: int | None, max_bytes: int | None) -> tuple[int, int]:
+    """(min, max) bytes a file of about `approx_mb` may have: explicit bounds win, else 0.5x..2x
+    (the low bound in MB, the high in MiB, so a figure rounded either way still fits)."""
+    low = min_bytes if min_bytes is not None else approx_mb * MB // 2
+    high = max_bytes if max_bytes is not None else approx_mb * MIB * 2
+    return low, high
 
 GHOST_RELEASES = "https://github.com/sberbank-ai/sber-swap/releases/download"
 INSIGHTFACE_RELEASES = "https://github.com/deepinsight/insightface/releases/download"
@@ -27,10 +42,16 @@ class Pack:
     approx_mb: int
     licence: str
     sha256: str | None = None
+    min_bytes: int | None = None  # None: derived from approx_mb (see `size_range`)
+    max_bytes: int | None = None
 
     @property
     def filename(self) -> str:
         return self.url.rsplit("/", 1)[-1]
+
+    @property
+    def size_range(self) -> tuple[int, int]:
+        return size_range(self.approx_mb, self.min_bytes, self.max_bytes)
 
 
 @dataclass(frozen=True)
@@ -45,10 +66,16 @@ class ModelSpec:
     url: str | None = None
     pack: str | None = None
     sha256: str | None = None
+    min_bytes: int | None = None  # None: derived from approx_mb (see `size_range`)
+    max_bytes: int | None = None
 
     def __post_init__(self) -> None:
         if (self.url is None) == (self.pack is None):
             raise ValueError(f"{self.name}: give exactly one of url and pack")
+
+    @property
+    def size_range(self) -> tuple[int, int]:
+        return size_range(self.approx_mb, self.min_bytes, self.max_bytes)
 
 
 def _ghost(tag: str, filename: str) -> str:
@@ -90,6 +117,16 @@ MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("2d106det", "106-point dense face landmarks (adaptive mask)", "2d106det.onnx",
               5, INSIGHTFACE_LICENCE, pack="buffalo_l"),
 )
+
+
+def ghost_model_names(blocks: int = 2, sr: bool = False, own_generator: bool = False) -> tuple[str, ...]:
+    """The models the ghost engine loads (`engines.ghost.load_ghost_parts`) for these options:
+    SCRFD, 2d106, the ArcFace backbone, G_unet_{blocks} (unless a generator of one's own), SR."""
+    generator = {1: "G_unet_1block", 2: "G_unet_2blocks", 3: "G_unet_3blocks"}.get(blocks)
+    if generator is None:
+        raise InputError(f"--blocks {blocks}: GHOST publishes 1, 2 and 3 blocks")
+    return ("scrfd_10g_bnkps", "2d106det", "backbone", *(() if own_generator else (generator,)),
+            *(("10_net_G",) if sr else ()))
 
 
 def find_model(name: str) -> ModelSpec | None:

@@ -8,7 +8,9 @@ Layout under `home` (`$STREAMSWAP_HOME`, default `~/.cache/streamswap`):
 
 Lookup order for a file: `models_dir` (a folder the user filled by hand, read-only to us),
 then the cache. Verification: against the catalogue's hash when it has one, else against the
-lock file's entry (trust on first use), else the file is pinned now.
+lock file's entry (trust on first use), else the file is pinned now. A download is pinned only
+after `trust` accepted it (size range, format, completeness); fetching holds `NAME.lock` beside
+the file, so concurrent fetchers (Ray actors, two CLIs) download it once.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
@@ -27,6 +30,8 @@ from pathlib import Path
 from streamswap.errors import ModelError
 from streamswap.models.catalog import MODELS, ModelSpec, Pack, find_model, find_pack
 from streamswap.models.download import DownloadSettings, Progress, download, sha256_file
+from streamswap.models.files import disk_error, exclusive, temp_beside
+from streamswap.models.trust import HEAD_BYTES, Expect, format_problem
 
 LOCK_NAME = "models.lock.json"
 
@@ -138,10 +143,16 @@ class Registry:
         return data if isinstance(data, dict) else {}
 
     def _pin(self, filename: str, digest: str, size: int, source: str) -> None:
-        lock = self.read_lock()
-        lock[filename] = {"sha256": digest, "size": size, "source": source,
-                          "pinned": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
-        _atomic_write_text(self.lock_path, json.dumps(lock, indent=2, sort_keys=True) + "\n")
+        try:
+            self.config.home.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise disk_error(exc, self.config.home) from exc
+        # read-modify-write: two processes pinning different files must not drop each other's entry
+        with exclusive(self.lock_path.with_name(LOCK_NAME + ".lock"), LOCK_NAME):
+            lock = self.read_lock()
+            lock[filename] = {"sha256": digest, "size": size, "source": source,
+                              "pinned": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
+            _atomic_write_text(self.lock_path, json.dumps(lock, indent=2, sort_keys=True) + "\n")
 
     def expected_hash(self, item: ModelSpec | Pack) -> tuple[str | None, str]:
         """(hash or None, where it comes from) for a model or pack."""
@@ -208,35 +219,58 @@ class Registry:
             raise ModelError(f"offline (STREAMSWAP_OFFLINE=1): {item.filename} is not in {self.cache_dir}; "
                              f"fetch {url} on another machine and pass its folder with --models-dir")
         self._check_writable()
-        expected, _ = self.expected_hash(item)
-        if spec.pack:
-            self._fetch_pack(item, url, expected, progress)  # type: ignore[arg-type]
-        else:
-            dest = self.cache_path(spec)
-            digest = download(url, dest, expected_sha256=expected, settings=self.config.download,
-                              progress=progress)
-            if expected is None:
-                self._pin(spec.filename, digest, dest.stat().st_size, url)
+        with self._fetching(item):
+            existing = self.find(spec)  # a concurrent fetcher may have finished while we waited
+            if existing is not None and not force:
+                return existing
+            expected, _ = self.expected_hash(item)  # re-read: that fetcher may have pinned it
+            if spec.pack:
+                self._fetch_pack(item, url, expected, progress)  # type: ignore[arg-type]
+            else:
+                dest = self.cache_path(spec)
+                digest = download(url, dest, expected_sha256=expected, expect=self.expectation(spec),
+                                  settings=self.config.download, progress=progress)
+                if expected is None:
+                    self._pin(spec.filename, digest, dest.stat().st_size, url)
         return self.path(spec.name)
+
+    def expectation(self, item: ModelSpec | Pack) -> Expect:
+        """What a download of `item` must look like: the catalogue's size range and its format."""
+        return Expect.for_file(item.filename, item.size_range)
+
+    @contextmanager
+    def _fetching(self, item: ModelSpec | Pack) -> Iterator[None]:
+        """Exclusive right to fetch `item`: `NAME.lock` beside its download target."""
+        lock = self.cache_dir / (item.filename + ".lock")
+        with exclusive(lock, item.filename):
+            yield
 
     def _fetch_pack(self, pack: Pack, url: str, expected: str | None, progress: Progress | None) -> None:
         archive = self.cache_dir / pack.filename
-        digest = download(url, archive, expected_sha256=expected, settings=self.config.download,
-                          progress=progress)
-        if expected is None:
-            self._pin(pack.filename, digest, archive.stat().st_size, url)
+        digest = download(url, archive, expected_sha256=expected, expect=self.expectation(pack),
+                          settings=self.config.download, progress=progress)
+        size = archive.stat().st_size
         try:
             _extract_flat(archive, self.cache_dir / pack.name)
         except zipfile.BadZipFile as exc:
-            archive.unlink(missing_ok=True)
-            raise ModelError(f"{pack.filename} from {url} is not a valid zip archive; it was removed") from exc
+            raise ModelError(f"{pack.filename} from {url} is not a valid zip archive; it was removed and "
+                             "not pinned; check the URL (or STREAMSWAP_MIRROR) and retry") from exc
         finally:
             archive.unlink(missing_ok=True)  # the members are what we keep
-        for spec in MODELS:
-            if spec.pack == pack.name:
-                path = self.cache_path(spec)
-                if path.is_file() and self.expected_hash(spec)[0] is None:
-                    self._pin(spec.filename, sha256_file(path), path.stat().st_size, f"{url}!{spec.filename}")
+        members = [(spec, self.cache_path(spec)) for spec in MODELS if spec.pack == pack.name]
+        members = [(spec, path) for spec, path in members if path.is_file()]
+        bad = [(spec, problem) for spec, path in members if (problem := _member_problem(path))]
+        if bad:  # nothing of a pack with a wrong member is kept or pinned
+            for _, path in members:
+                path.unlink(missing_ok=True)
+            spec, problem = bad[0]
+            raise ModelError(f"{spec.filename} in {pack.filename} from {url} is {problem}; the pack was removed "
+                             "and nothing pinned; check the URL (or STREAMSWAP_MIRROR) and retry")
+        if expected is None:
+            self._pin(pack.filename, digest, size, url)
+        for spec, path in members:
+            if self.expected_hash(spec)[0] is None:
+                self._pin(spec.filename, sha256_file(path), path.stat().st_size, f"{url}!{spec.filename}")
 
     def _check_writable(self) -> None:
         try:
@@ -259,20 +293,33 @@ def _extract_flat(archive: Path, dest: Path) -> None:
             name = Path(info.filename).name
             if info.is_dir() or not name or name.startswith("."):
                 continue
-            tmp = dest / (name + ".part")
-            with zf.open(info) as src, open(tmp, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
-            os.replace(tmp, dest / name)
+            fd, tmp = temp_beside(dest / name)  # a random O_EXCL name: no planted symlink is followed
+            try:
+                with zf.open(info) as src, os.fdopen(fd, "wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+                os.replace(tmp, dest / name)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+
+
+def _member_problem(path: Path) -> str | None:
+    """Why an extracted pack member is not of its suffix's format, or None."""
+    with open(path, "rb") as f:
+        return format_problem(f.read(HEAD_BYTES), Expect.for_file(path.name))
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = temp_beside(path)
+    except OSError as exc:
+        raise disk_error(exc, path) from exc
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
