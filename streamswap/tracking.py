@@ -334,6 +334,12 @@ class Tracker:
             out.append(self._emit(self._pending.popleft()))
         return out
 
+    def active_ids(self) -> set[int]:
+        """Ids of the tracks that may still appear in an output (live and, in file mode, ended
+        tracks whose held-back frames are not all output). Per-track state kept elsewhere for
+        other ids can go: an ended track never comes back (a new face gets a new id)."""
+        return {tr.track_id for tr in self._tracks} | {tr.track_id for tr in self._finished}
+
     def run(self, detections: list[Detections], cuts: list[bool] | None = None,
             frame_size: tuple[int, int] | None = None) -> list[tuple[TrackedFace, ...]]:
         """Track a whole sequence (frames 0..N-1) and return each frame's faces."""

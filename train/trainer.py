@@ -5,6 +5,12 @@ One step follows the reference order: identity of the source (no grad) -> genera
 of Y; weighted loss; Adam) -> discriminator step on Y detached and X_s (hinge; Adam). Rank 0
 writes TensorBoard logs and checkpoints; checkpoints hold every rank's RNG and data position,
 so a resumed run continues bit for bit (on CPU; GPU kernels may not be deterministic).
+
+A loss that turns NaN or Inf stops the run at that step with one line (`NonFiniteLossError`),
+before anything of that step is saved, and a checkpoint is never written from weights that hold
+NaN/Inf: the newest checkpoint on disk is always the last finite state, and `keep_checkpoints`
+rotation never removes it in favour of a diverged one. Debugging aid: STREAMSWAP_TRAIN_NAN_AT=N
+makes step N's generator loss NaN (as a real divergence would: the update spreads it into the weights).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +32,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from streamswap.errors import InputError
+from streamswap.errors import InputError, StreamSwapError
 from streamswap.models.aei_net import AEINet
 from train.checkpoint import (
     checkpoint_path,
@@ -56,6 +63,14 @@ FixedBatchFn = Callable[[Any, int], Batch]    # fixed_batch(data, n)
 StepCallback = Callable[[int, int, dict[str, float]], None]  # (step, total steps, losses)
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+NAN_AT_ENV = "STREAMSWAP_TRAIN_NAN_AT"
+
+
+class NonFiniteLossError(StreamSwapError):
+    """Training diverged: a loss (or the weights about to be saved) became NaN or Inf. The run
+    stopped without saving that state; the checkpoints already written are untouched."""
+
+    exit_code = 6
 
 
 # -- processes and devices -----------------------------------------------------------------
@@ -251,6 +266,8 @@ class Trainer:
         self.device = resolve_device(settings.device, self.info)
         self.dtype = _DTYPES[settings.precision]
         self.step = 0
+        nan_at = os.environ.get(NAN_AT_ENV, "").strip()
+        self._nan_at = int(nan_at) if nan_at.isdigit() else None  # debugging aid: see the module docstring
 
     # building ---------------------------------------------------------------------------
     def _build(self) -> None:
@@ -319,6 +336,8 @@ class Trainer:
         terms = GeneratorTerms(adversarial_loss(fake_for_g, diff), identity_loss(z_s, z_y),
                                attribute_loss(attrs_t, attrs_y), reconstruction_loss(y, xt, same), eyes)
         loss_g = terms.total(w)
+        if self._nan_at is not None and self.step + 1 == self._nan_at:
+            loss_g = loss_g * float("nan")  # STREAMSWAP_TRAIN_NAN_AT: a divergence on purpose
         self.scaler_g.scale(loss_g).backward()
         self.scaler_g.step(self.opt_g)
         self.scaler_g.update()
@@ -368,8 +387,41 @@ class Trainer:
             "ranks": per_rank,
         }
 
+    def _check_finite(self, losses: dict[str, float]) -> None:
+        """NonFiniteLossError when a loss of this step is NaN/Inf on any rank (all ranks stop together)."""
+        bad = [k for k, v in losses.items() if not math.isfinite(v)]
+        anywhere = bool(bad)
+        if self.info.world_size > 1:  # a rank alone must not stop: the others would wait in a collective
+            flag = torch.tensor([1.0 if bad else 0.0], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            anywhere = bool(flag.item())
+        if not anywhere:
+            return
+        latest = latest_checkpoint(self.settings.checkpoint_dir)
+        kept = (f"the newest checkpoint, {latest}, is the last finite state (continue from it with --resume, "
+                "e.g. with a lower --lr or --precision fp32)" if latest is not None else "no checkpoint was written yet")
+        what = (", ".join(f"{k} {losses[k]}" for k in bad) if bad else "on another process")
+        raise NonFiniteLossError(f"step {self.step}: non-finite loss ({what}); training stopped without saving "
+                                 f"this step: {kept}")
+
+    def _nonfinite_tensor(self) -> str | None:
+        """The name of a generator/discriminator tensor holding NaN/Inf, or None (one host sync)."""
+        tensors = [(f"{net}.{k}", v) for net, module in (("generator", self.nets.generator),
+                                                        ("discriminator", self.nets.discriminator))
+                   for k, v in module.state_dict().items() if v.is_floating_point()]
+        flags = torch.stack([torch.isfinite(v).all() for _, v in tensors])
+        if bool(flags.all()):
+            return None
+        return tensors[int((~flags).nonzero()[0])][0]
+
     def save(self) -> Path | None:
-        """Write a checkpoint of the current step (every rank must call it; rank 0 writes)."""
+        """Write a checkpoint of the current step (every rank must call it; rank 0 writes).
+        NonFiniteLossError, and nothing written, when the weights hold NaN/Inf."""
+        bad = self._nonfinite_tensor()  # DDP ranks hold the same weights: all refuse together
+        if bad is not None:
+            latest = latest_checkpoint(self.settings.checkpoint_dir)
+            raise NonFiniteLossError(f"step {self.step}: {bad} holds NaN/Inf; not saved (the newest checkpoint, "
+                                     f"{latest or 'none yet'}, is kept)")
         state = self._state()
         if not self.info.is_main:
             return None
@@ -437,6 +489,7 @@ class Trainer:
                     first_batch = batch_digest(batch)
                 losses = self.train_step({k: v.to(self.device) for k, v in batch.items()})
                 self.step += 1
+                self._check_finite(losses)  # before anything of this step is logged or saved
                 done = self.step == s.steps
                 if writer is not None and (self.step % s.log_every == 0 or done):
                     for name, value in losses.items():

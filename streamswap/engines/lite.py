@@ -126,6 +126,10 @@ class LiteSwapper:
         warped, inside = self.generate(crops)
         return self.blend(frames, crops, warped, inside, keys, inplace=inplace)
 
+    def forget(self, keys: Sequence[int]) -> None:
+        """Drop the per-track state (mask hysteresis) of tracks that ended."""
+        self.masker.forget(keys)
+
     # The three phases, separately callable so `bench stages` can time each alone.
     def align(self, frames: torch.Tensor, faces: FaceBatch) -> LiteCrops:
         """The target faces in crop space (see LiteCrops), on the frames' device."""

@@ -13,6 +13,7 @@ from typing import Literal
 import av
 
 from streamswap.errors import InputError
+from streamswap.limits import check_video_size
 
 InputKind = Literal["file", "image", "webcam", "network"]
 
@@ -112,6 +113,7 @@ def video_info(container: av.container.InputContainer, stream: av.video.stream.V
     rotation = rotation_of(stream, first_frame)
     w = first_frame.width if first_frame is not None else cc.width
     h = first_frame.height if first_frame is not None else cc.height
+    check_video_size(int(w), int(h), "the input")  # its header may not have said (a URL is not repeated here)
     if rotation in (90, 270):
         w, h = h, w
     fps = stream.average_rate or stream.guessed_rate or stream.base_rate
@@ -143,12 +145,15 @@ def video_stream(container: av.container.InputContainer, name: str) -> av.video.
         tag = getattr(stream.codec_context, "codec_tag", "") if stream.codec_context else ""
         raise InputError(f"{name}: video codec {tag or 'unknown'!s} is not supported "
                          "(re-encode it to H.264, e.g. with ffmpeg)")
+    # the frame size the header states, before a frame is decoded (a few bytes can claim 100 MP frames)
+    check_video_size(int(stream.codec_context.width or 0), int(stream.codec_context.height or 0), name)
     return stream
 
 
 def check_output_path(inp: str, out: str, overwrite: bool) -> None:
     """Refuse writing over the input (whatever the spelling: `..`, symlinks) or, without
-    `overwrite`, over an existing file; the output's folder must exist. InputError otherwise."""
+    `overwrite`, over an existing file; the output's folder must exist; a video output's
+    container must take one of the encoders here (`video.containers`). InputError otherwise."""
     out_path = Path(out)
     if classify(inp) in ("file", "image") and Path(inp).exists() and out_path.exists():
         if Path(inp).resolve() == out_path.resolve() or os.path.samefile(inp, out):
@@ -157,3 +162,11 @@ def check_output_path(inp: str, out: str, overwrite: bool) -> None:
         raise InputError(f"output {out} exists (pass --overwrite to replace it)")
     if not out_path.parent.is_dir():
         raise InputError(f"output folder {out_path.parent} does not exist")
+    from streamswap.video.containers import WORKING_SUFFIXES, video_encoder_for
+
+    if classify(out) == "image":
+        if classify(inp) != "image":
+            raise InputError(f"output {out} is an image file but the input is a video; use a video suffix "
+                             f"({WORKING_SUFFIXES})")
+    else:
+        video_encoder_for(out)  # e.g. .gif: refused now, not in the encode stage
