@@ -2,9 +2,15 @@
 
 
 class StreamSwapError(Exception):
-    """Base class: its message is shown to the user as one line (say what is wrong and what to do)."""
+    """Base class: its message is shown to the user as one line (say what is wrong and what to do).
+    Credentials of any URL in the message are replaced by `***` (`streamswap.redact`)."""
 
     exit_code = 1
+
+    def __init__(self, *args: object) -> None:
+        from streamswap.redact import redact_url
+
+        super().__init__(*(redact_url(a) if isinstance(a, str) else a for a in args))
 
 
 class InputError(StreamSwapError):

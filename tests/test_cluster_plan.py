@@ -124,12 +124,31 @@ def test_a_plain_swap_never_imports_ray(tmp_path, shared_data):
 def test_workers_get_a_gpu_each_or_share_one_or_split_the_cpus():
     from streamswap.cluster.run import ClusterSettings, actor_resources
 
-    assert actor_resources(ClusterSettings(), cpus=64, gpus=8) == (8, {"num_gpus": 1.0, "num_cpus": 1.0})
-    assert actor_resources(ClusterSettings(workers=2), cpus=16, gpus=1) == (2, {"num_gpus": 0.5, "num_cpus": 1.0})
-    assert actor_resources(ClusterSettings(workers=4), cpus=16, gpus=8) == (4, {"num_gpus": 1.0, "num_cpus": 1.0})
-    assert actor_resources(ClusterSettings(workers=2), cpus=2, gpus=0) == (2, {"num_cpus": 1.0})
-    assert actor_resources(ClusterSettings(workers=1), cpus=2, gpus=0) == (1, {"num_cpus": 2.0})
-    assert actor_resources(ClusterSettings(), cpus=8, gpus=0) == (4, {"num_cpus": 2.0})
+    assert actor_resources(ClusterSettings(), [(64, 8)]) == (8, {"num_gpus": 1.0, "num_cpus": 1.0})
+    assert actor_resources(ClusterSettings(workers=2), [(16, 1)]) == (2, {"num_gpus": 0.5, "num_cpus": 1.0})
+    assert actor_resources(ClusterSettings(workers=4), [(16, 8)]) == (4, {"num_gpus": 1.0, "num_cpus": 1.0})
+    assert actor_resources(ClusterSettings(workers=2), [(2, 0)]) == (2, {"num_cpus": 1.0})
+    assert actor_resources(ClusterSettings(workers=1), [(2, 0)]) == (1, {"num_cpus": 2.0})
+    assert actor_resources(ClusterSettings(), [(8, 0)]) == (4, {"num_cpus": 2.0})
+
+
+def test_worker_requests_are_sized_to_fit_a_node_not_the_clusters_total():
+    from streamswap.cluster.run import ClusterSettings, actor_resources
+
+    two = [(4.0, 0.0), (4.0, 0.0)]
+    # one worker on two 4-CPU nodes: 4 CPUs (the cluster's 8 would fit no node and wait for ever)
+    assert actor_resources(ClusterSettings(workers=1), two) == (1, {"num_cpus": 4.0})
+    assert actor_resources(ClusterSettings(workers=3), two) == (3, {"num_cpus": 2.0})
+    n, res = actor_resources(ClusterSettings(workers=5), [(2.0, 0.0), (2.0, 0.0)])  # more workers than CPUs
+    assert n == 5 and 2 * int(2 / res["num_cpus"] + 1e-9) >= 5
+    # three workers on two one-GPU machines: half a GPU each (2/3 would leave one without a place)
+    assert actor_resources(ClusterSettings(workers=3), [(16.0, 1.0), (16.0, 1.0)]) == (
+        3, {"num_gpus": 0.5, "num_cpus": 1.0})
+    assert actor_resources(ClusterSettings(), [(1.0, 0.0)]) == (1, {"num_cpus": 1.0})  # a 1-CPU machine
+    with pytest.raises(PipelineError, match="8 CPU and no node"):
+        actor_resources(ClusterSettings(workers=1, cpus_per_worker=8), two)
+    with pytest.raises(PipelineError, match="1 GPU.*no node"):
+        actor_resources(ClusterSettings(workers=1, gpus_per_worker=1), two)
 
 
 def test_batch_inputs_come_from_a_folder_or_a_list_and_keep_their_names(tmp_path):
@@ -139,6 +158,10 @@ def test_batch_inputs_come_from_a_folder_or_a_list_and_keep_their_names(tmp_path
     folder.mkdir(), out.mkdir()
     for name in ("b.mp4", "a.mov", "cover.jpg", ".hidden.mp4"):
         (folder / name).write_bytes(b"x")
+    (folder / "B.MP4").write_bytes(b"x")  # and b.mp4: one file on a case-insensitive disk
+    with pytest.raises(InputError, match="B.MP4 and .*b.mp4 would write the same output"):
+        batch_jobs(folder, out)
+    (folder / "B.MP4").unlink()
     assert [(Path(j.input).name, Path(j.output).name) for j in batch_jobs(folder, out)] == [("a.mov", "a.mov"),
                                                                                               ("b.mp4", "b.mp4")]
     listing = tmp_path / "list.txt"
@@ -158,12 +181,19 @@ def test_chunk_seconds_without_a_cluster_is_refused(cli, tmp_path, shared_data):
 def test_a_batch_reports_a_broken_input_as_failed_and_skips_finished_outputs(cli, tmp_path, shared_data):
     inputs, outputs = tmp_path / "in", tmp_path / "out"
     inputs.mkdir(), outputs.mkdir()
+    from streamswap.cluster.outputs import record_complete
+
     (inputs / "broken.mp4").write_bytes(b"not a video at all")
     make_video(inputs / "done.mp4", frames=5, fps=25)
+    make_video(inputs / "stray.mp4", frames=5, fps=25)
     (outputs / "done.mp4").write_bytes(b"finished earlier")
+    record_complete(outputs / "done.mp4", 5)  # what a batch writes beside an output it finished
+    (outputs / "stray.mp4").write_bytes(b"some file of the same name")  # exists, never recorded complete
     result = cli("batch", "--source", str(shared_data / "images" / "mark.jpg"), "--inputs", str(inputs),
                  "--output-dir", str(outputs), "--engine", "lite", "--json", "--quiet")
     assert result.returncode == 1  # nothing left to run: no cluster is started
     status = {Path(r["input"]).name: (r["status"], r["error"]) for r in json.loads(result.stdout)["outputs"]}
     assert status["done.mp4"] == ("skipped", None)
     assert status["broken.mp4"][0] == "failed" and "broken.mp4" in status["broken.mp4"][1]
+    assert status["stray.mp4"][0] == "failed" and "recorded it complete; pass --overwrite" in status["stray.mp4"][1]
+    assert (outputs / "stray.mp4").read_bytes() == b"some file of the same name"

@@ -4,6 +4,8 @@
 - workdir.py: a job's work directory: the plan, finished chunks (what a re-run keeps);
 - worker.py: the Ray actor that keeps the models loaded and runs chunks;
 - stitch.py: the final file by packet copy of the chunks, audio copied once from the input;
+- outputs.py: the lock on an output's work and the record that says an output is complete;
+- trust.py: what a worker must share with the driver (StreamSwap version, model files);
 - run.py: the driver: local or joined cluster, scheduling, retries, progress, summary.
 
 Only run.py and worker.py's callers import Ray, and only when a cluster job starts: a plain

@@ -5,6 +5,13 @@ through the object store.
 
 This module does not import Ray: the driver wraps `ChunkWorker` with `ray.remote(...)` and its
 resources when a cluster job starts.
+
+A worker refuses every call, with one line, when it does not run the driver's StreamSwap version
+or does not see the driver's model files (`cluster.trust`).
+
+Testing aid: STREAMSWAP_CHUNK_DELAY="NAME:N:SECONDS" makes the first attempt of chunk N of an
+input whose file is called NAME wait that long on its worker before it starts (so a test can kill
+the worker while it holds the chunk). It is read from the worker's environment (the cluster's).
 """
 
 from __future__ import annotations
@@ -25,14 +32,13 @@ from streamswap.video.sources import FrameSpan
 @dataclass(frozen=True)
 class ChunkTask:
     """One chunk to run: the input file, the chunk's span, ids for the driver (job: which input,
-    number: which chunk). delay_s: TEST ONLY, sleep this long before starting (so a test can kill
-    the worker while it holds the chunk)."""
+    number: which chunk), and which attempt at it this is (0: the first)."""
 
     job: int
     number: int
     input: str
     span: FrameSpan
-    delay_s: float = 0.0
+    attempt: int = 0
 
 
 @dataclass(frozen=True)
@@ -53,16 +59,35 @@ class ChunkOutput:
 
 class ChunkWorker:
     """Runs chunks of swap jobs with one engine's models kept loaded (see the module docstring).
-    options: the job's swap options; engine: "lite" or "ghost"; worker: an id for reports."""
+    options: the job's swap options; engine: "lite" or "ghost"; worker: an id for reports;
+    expected: the driver's `trust.job_identity` (None: not checked)."""
 
-    def __init__(self, options: SwapOptions, engine: str, worker: int) -> None:
+    def __init__(self, options: SwapOptions, engine: str, worker: int,
+                 expected: dict[str, Any] | None = None) -> None:
         # chunk files are this worker's own temporaries; a --start/--end is already in the spans
         self.options = replace(options, overwrite=True, start_s=0.0, end_s=None)
         self.engine, self.worker = engine, worker
+        self._expected = expected
+        self._refusal: str | None = None
+        self._checked = expected is None
         self._models: EngineModels | None = None
 
+    def _check(self) -> None:
+        """PipelineError (one line) when this worker does not match the driver's job."""
+        if not self._checked:
+            from streamswap.cluster.trust import job_identity, refusal
+
+            assert self._expected is not None
+            self._refusal = refusal(self._expected, job_identity(self.options, self.engine), worker=self.worker,
+                                    host=socket.gethostname())
+            self._checked = True
+        if self._refusal is not None:
+            raise PipelineError(self._refusal)
+
     def info(self) -> dict[str, Any]:
-        """Who this worker is: id, process id, host, the devices it may use."""
+        """Who this worker is: id, process id, host, the devices it may use. PipelineError when it
+        refuses the job (another StreamSwap version, other model files)."""
+        self._check()
         return {"worker": self.worker, "pid": os.getpid(), "host": socket.gethostname(),
                 "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
@@ -80,6 +105,7 @@ class ChunkWorker:
         the result in the object store for every worker)."""
         from streamswap.api import source_identity
 
+        self._check()
         return source_identity(self.models(), self.options)
 
     def run_chunk(self, task: ChunkTask, identity: SourceIdentity) -> ChunkOutput:
@@ -87,9 +113,10 @@ class ChunkWorker:
         frames than its span holds."""
         from streamswap.api import swap_span
 
+        self._check()
         models = self.models()
-        if task.delay_s:
-            time.sleep(task.delay_s)
+        if task.attempt == 0 and (delay := _test_delay(task)):
+            time.sleep(delay)
         t0 = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="streamswap-chunk-") as tmp:
             out = Path(tmp) / f"chunk-{task.number:04d}.mp4"
@@ -100,3 +127,14 @@ class ChunkWorker:
             data = out.read_bytes()
         return ChunkOutput(task.job, task.number, data, report.frames, report.frames_in,
                            time.monotonic() - t0, self.worker, os.getpid(), socket.gethostname())
+
+
+def _test_delay(task: ChunkTask) -> float:
+    """The delay STREAMSWAP_CHUNK_DELAY asks for this chunk (see the module docstring), else 0."""
+    spec = os.environ.get("STREAMSWAP_CHUNK_DELAY", "")
+    try:
+        name, number, seconds = spec.rsplit(":", 2)
+        wanted = Path(task.input).name == name and int(number) == task.number
+        return float(seconds) if wanted else 0.0
+    except ValueError:
+        return 0.0
