@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -21,14 +21,17 @@ import torch
 from streamswap.devices import resolve_device
 from streamswap.engines.ghost import GhostParts
 from streamswap.errors import InputError
+from streamswap.limits import check_image
 from streamswap.memory import map_large_blocks
 from streamswap.pipeline import PipelineSettings, analyse_stage, swap_stage, track_stage
+from streamswap.redact import redact_data, redact_url
 from streamswap.stream import Graph, GraphStats, Sink, Source
 from streamswap.stream.metrics import cuda_memory_probe
 from streamswap.tracking import TrackerSettings
 from streamswap.video.probe import check_output_path, classify
 
 if TYPE_CHECKING:
+    from streamswap.resume import ResumePlan
     from streamswap.video.sources import FrameSpan
 
 log = logging.getLogger(__name__)
@@ -51,7 +54,9 @@ class SwapOptions:
     super-resolution after the generator; compile: torch.compile the generator; start_s / end_s:
     process only that time range of a video (the output starts at 0, audio kept in sync);
     generator: a GHOST generator file of your own (e.g. from `train export`) instead of the
-    published G_unet_{blocks} (loaded strictly; not hash-pinned like the model cache's files)."""
+    published G_unet_{blocks} (loaded strictly; not hash-pinned like the model cache's files);
+    resume: write a video file job as segments that a re-run of a stopped job keeps (None: for
+    jobs of at least `ResumeSettings.min_s`; see streamswap.resume)."""
 
     def __post_init__(self) -> None:
         if self.start_s < 0 or (self.end_s is not None and self.end_s <= self.start_s):
@@ -76,6 +81,7 @@ class SwapOptions:
     start_s: float = 0.0
     end_s: float | None = None
     generator: str | None = None
+    resume: bool | None = None
 
 
 @dataclass
@@ -85,14 +91,20 @@ class SwapReport:
     engine: str
     input: str
     output: str
+    status: str = "running"  # then done, stopped (by the job itself), interrupted (a signal) or failed
     frames_expected: int | None = None
     frames_in: int = 0
+    frames_decoded: int = 0
     frames: int = 0
+    complete: bool = False
+    resumable: bool = False
+    segments_reused: int = 0
     dropped: int = 0
     latency_p50_s: float | None = None
     latency_p95_s: float | None = None
     frames_swapped: int = 0
     faces_swapped: int = 0
+    faces_skipped_nonfinite: int = 0  # faces left unswapped: the generator gave NaN/Inf for them
     elapsed_s: float = 0.0
     fps: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -259,14 +271,16 @@ def _check_io(options: SwapOptions, target: str, output: str) -> None:
     for path in (*options.sources, *options.target_faces):
         if not Path(path).is_file():
             raise InputError(f"image not found: {path}")
+        check_image(path)  # too many pixels: refused from the header, before any model loads
     if output in ("preview", "virtual-cam") or classify(output) == "network":
         return
     check_output_path(target, output, options.overwrite)
 
 
-def _open_sink(output: str, src: Any, options: SwapOptions, device: torch.device, gpu: Any) -> Any:
+def _open_sink(output: str, src: Any, options: SwapOptions, device: torch.device, gpu: Any, *,
+               recording: bool = False) -> Any:
     """The sink for `output`: an image file, a video file, an rtsp:// or rtmp:// stream, or
-    "preview" (a window)."""
+    "preview" (a window). recording: a live job's file (complete whenever it is stopped)."""
     from streamswap.video.nv import choose_encoder
     from streamswap.video.sinks import EncodeSettings, FileSink, ImageSink, NetworkSink, PreviewSink, VirtualCamSink
 
@@ -282,7 +296,56 @@ def _open_sink(output: str, src: Any, options: SwapOptions, device: torch.device
     enc = choose_encoder(options.encoder, device=device, gpu=gpu)
     return FileSink(output, src.info, settings, enc, overwrite=options.overwrite,
                     audio_from=src.spec if src.kind == "file" else None, metadata={"comment": SYNTHETIC_COMMENT},
-                    audio_range=(options.start_s, options.end_s))
+                    audio_range=(options.start_s, options.end_s), recording=recording)
+
+
+H264_CONTAINERS = (".mp4", ".m4v", ".mov", ".mkv")  # where x264 segments can be stitched by packet copy
+
+
+def detect_every(engine: str, options: SwapOptions) -> int:
+    """The detector interval of a job: --detect-every, else the engine's default."""
+    if options.detect_every is not None:
+        return options.detect_every
+    return LITE_DETECT_EVERY if engine == "lite" else 1
+
+
+def _plan_resume(options: SwapOptions, engine: str, src: Any, target: str, output: str, device: torch.device,
+                 gpu: Any) -> ResumePlan | None:
+    """The resume plan of a video file job to a video file, or None when it is not resumable
+    (see streamswap.resume): too short by default, --no-resume, or not encoded by x264."""
+    from streamswap.resume import ResumeSettings, plan_resume, wants_resume
+    from streamswap.video.nv import choose_encoder
+
+    if src.kind != "file" or classify(output) != "file" or Path(output).suffix.lower() not in H264_CONTAINERS:
+        return None
+    duration = src.info.duration_s
+    if duration is not None and (options.start_s > 0 or options.end_s is not None):
+        duration = min(duration, options.end_s or duration) - options.start_s
+    settings = ResumeSettings()
+    if not wants_resume(options.resume, duration, settings):
+        return None
+    if choose_encoder(options.encoder, device=device, gpu=gpu).backend != "x264":
+        return None  # segments are joined by packet copy: shown for x264's, not NVENC's
+    opts = {k: v for k, v in asdict(options).items() if k not in ("overwrite", "resume")}
+    for k in ("sources", "target_faces"):  # the same files however they were named
+        opts[k] = [str(Path(p).resolve()) for p in opts[k]]
+    opts["generator"] = opts["generator"] and str(Path(opts["generator"]).resolve())
+    key = {"options": opts, "engine": engine}
+    return plan_resume(target, output, key, start_s=options.start_s, end_s=options.end_s,
+                       detect_every=detect_every(engine, options), settings=settings)
+
+
+def _open_segment_sink(output: str, src: Any, options: SwapOptions, plan: ResumePlan) -> Any:
+    """A resumable job's sink: x264 segments in the work directory, stitched with the audio."""
+    from streamswap.resume import SegmentSink
+    from streamswap.video.nv import BackendChoice
+    from streamswap.video.sinks import EncodeSettings, FileSink
+
+    settings = EncodeSettings(encoder="x264", crf=options.crf, preset=options.preset)
+    choice = BackendChoice("x264", "segment of a resumable job")
+    return SegmentSink(plan, output, lambda path: FileSink(path, src.info, settings, choice, overwrite=True),
+                       audio_from=src.spec, start_s=options.start_s, end_s=options.end_s,
+                       metadata={"comment": SYNTHETIC_COMMENT})
 
 
 def _open_span_sink(output: str, src: Any, options: SwapOptions, span: FrameSpan) -> Any:
@@ -322,6 +385,7 @@ def _run_job(options: SwapOptions, target: str, output: str, *,
                                             transport=rtsp_transport, decoder="pyav" if span else "auto"), gpu=gpu)
     ranged = options.start_s > 0 or options.end_s is not None
     span_sink: Any = None
+    resume: ResumePlan | None = None
     try:
         if ranged and src.kind != "file":
             raise InputError("--start/--end apply to video files only")
@@ -341,14 +405,24 @@ def _run_job(options: SwapOptions, target: str, output: str, *,
             engine = _ghost_engine(options, parts)
         else:
             engine = _lite_engine(options)
+        if span is None and not (live or src.live):
+            resume = _plan_resume(options, engine_name, src, target, output, device, gpu)
+        if resume is not None and resume.span.seek is not None and not hasattr(src, "seek"):
+            src.close()  # resuming seeks by demuxing, which the NVDEC source cannot: PyAV decodes
+            src = open_source(target, SourceOptions(device=str(device), decoder="pyav"), gpu=gpu)
         if span is not None:
             sink = span_sink = _open_span_sink(output, src, options, span)
-        else:
-            sink = _open_sink(output, src, options, device, gpu)  # last: it creates the output's temporary file
+        elif resume is not None:
+            sink = _open_segment_sink(output, src, options, resume)
+        else:  # last: it creates the output's temporary file
+            sink = _open_sink(output, src, options, device, gpu, recording=live or src.live)
     except BaseException:
         src.close()
+        if resume is not None:
+            resume.release()
         raise
-    report = SwapReport(engine=engine_name, input=target, output=output)
+    # what the report shows: a URL without its credentials (the job keeps the real one)
+    report = SwapReport(engine=engine_name, input=redact_url(target), output=redact_url(output))
     if message:
         report.notes.append(message)
     report.frames_expected = src.info.frames if max_frames is None else min(src.info.frames or max_frames, max_frames)
@@ -361,15 +435,22 @@ def _run_job(options: SwapOptions, target: str, output: str, *,
                                                         **({"min_hits": 1} if src.kind == "image" else {})),
                                 map_to_targets=engine.targets is not None, queue=1 if mode == "live" else 0)
 
-    def count(frames_with_faces: int, faces: int) -> None:
+    def count(frames_with_faces: int, faces: int, skipped_nonfinite: int = 0) -> None:
         report.frames_swapped += frames_with_faces
         report.faces_swapped += faces
+        report.faces_skipped_nonfinite += skipped_nonfinite
 
     frames = time_range(src, options.start_s, options.end_s) if ranged else src
     if span is not None:
         frames = frame_span(src, span)
         report.frames_expected = span.frames
-    if ranged and report.frames_expected and src.info.fps:
+    if resume is not None:
+        frames = frame_span(src, resume.span)
+        report.segments_reused, report.resumable = resume.reused, True
+        report.frames_expected = resume.end - resume.chunks[resume.start].run_from  # this run's frames
+        if resume.reused and notice:
+            notice(f"resuming: {resume.reused} of {len(resume.chunks)} segments kept from an earlier run")
+    if ranged and report.frames_expected and src.info.fps and resume is None:
         end = options.end_s if options.end_s is not None else (src.info.duration_s or 0)
         report.frames_expected = max(0, round((end - options.start_s) * float(src.info.fps)))
     graph = Graph(Source("decode", frames, src.close),
@@ -384,16 +465,29 @@ def _run_job(options: SwapOptions, target: str, output: str, *,
     try:
         graph.run(progress=(lambda s: progress(s, report)) if progress else None, interval_s=0.2)
     finally:
+        if resume is not None:
+            resume.release()
         final = graph.stats()
         report.elapsed_s = time.monotonic() - t0
         report.frames_in = final.stage("decode").items  # what entered the graph (a live source may have read one more)
         report.frames = final.frames_out if span_sink is None else span_sink.written
+        report.frames_decoded = src.frames_read
+        report.status = final.state
+        out = getattr(sink, "report", None)
+        if resume is not None and out is not None:
+            report.frames, report.frames_expected = out.output_frames or report.frames, resume.frames
+        if out is not None and classify(output) in ("file", "image") and output not in ("preview", "virtual-cam"):
+            report.output, report.complete = out.path, out.complete  # NAME.partial.EXT after a stop
         report.dropped = final.dropped
         report.fps = final.frames_per_s
         report.latency_p50_s, report.latency_p95_s = final.latency_p50_s, final.latency_p95_s
-        report.graph = final.to_dict()
+        report.graph = redact_data(final.to_dict())  # a stage's error may quote a URL
     if report.frames_swapped == 0:
         report.notes.append("no face found in the target: the output is a copy of the input")
+    if report.faces_skipped_nonfinite:
+        report.notes.append(f"{report.faces_skipped_nonfinite} face(s) left unswapped: the generator gave non-finite "
+                            "values (NaN/Inf) for them (an overflow in fp16, or a damaged generator: try "
+                            "--device cpu, or another --generator)")
     return report
 
 

@@ -1,7 +1,8 @@
 """The `streamswap` command: wires the command groups in `streamswap.commands` into one app.
 
 Library code raises `StreamSwapError` subclasses; this edge turns them into one line on stderr
-and a non-zero exit (a traceback only with `--debug`).
+and a non-zero exit (a traceback only with `--debug`). It also installs the stop-signal handlers
+(`streamswap.stopping`): SIGINT, SIGTERM and SIGHUP stop any job cleanly, exit 128 + signal.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from rich.markup import escape
 
 from streamswap import __version__
 from streamswap.errors import StreamSwapError
+from streamswap.stopping import StopSignals, exit_code_of
 
 app = typer.Typer(
     name="streamswap",
@@ -56,6 +58,9 @@ def _register() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning user-actionable errors into one line and an exit code."""
+    from streamswap.redact import install_log_redaction
+
+    install_log_redaction()  # belt and braces: no log line of any module shows a URL's credentials
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     if debug:  # accept --debug anywhere on the line, not only before the command
@@ -65,10 +70,18 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run_app(run: Callable[[], object], debug: bool) -> None:
-    """Run a typer app's call: a StreamSwapError becomes one `error:` line and its exit code, any
-    other exception one line and exit 1 (the traceback only with --debug). Shared with `python -m train`."""
+    """Run a typer app's call with the stop signals handled: a StreamSwapError becomes one `error:`
+    line and its exit code, any other exception one line and exit 1 (the traceback only with
+    --debug), a stop signal exit 128 + its number. Shared with `python -m train`."""
+    stops = StopSignals().install()
     try:
         run()
+    except SystemExit as exc:  # typer turns any KeyboardInterrupt into exit 130: say which signal it was
+        if exc.code == 130 and stops.signum is not None:
+            sys.exit(128 + stops.signum)
+        raise
+    except KeyboardInterrupt as exc:  # raised outside typer's reach
+        sys.exit(exit_code_of(exc))
     except StreamSwapError as exc:
         if debug:
             raise
@@ -77,7 +90,9 @@ def run_app(run: Callable[[], object], debug: bool) -> None:
     except Exception as exc:  # a bug: one line unless --debug
         if debug:
             raise
-        Console(stderr=True).print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(str(exc))} "
+        from streamswap.redact import redact_url
+
+        Console(stderr=True).print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(redact_url(str(exc)))} "
                                    "(rerun with --debug for the traceback, and please report it)",
                                    highlight=False, soft_wrap=True)
         sys.exit(1)

@@ -30,6 +30,7 @@ from streamswap.tracking import Detections, TrackedFace, Tracker, TrackerSetting
 log = logging.getLogger(__name__)
 
 RAW = "faces_raw"  # Frame.extras key: this frame's analysis (FaceBatch of one frame)
+ENDED = "tracks_ended"  # Frame.extras key: ids of tracks that ended by this frame (per-track state can go)
 
 
 class Analyser(Protocol):
@@ -114,13 +115,19 @@ def _follow(landmarks: np.ndarray, raw_kps: np.ndarray, smooth_kps: np.ndarray) 
 
 class TrackStep:
     """The track stage's state: the tracker, frames held for look-ahead, each track's last
-    landmarks (for frames where a track coasts through a gap)."""
+    landmarks (for frames where a track coasts through a gap).
+
+    A 24/7 live job sees faces come and go without end: the landmarks of a track that ended are
+    dropped, and its id is passed on in the next output frame's `extras[ENDED]` so the swap stage
+    drops the swappers' state for it too (mask hysteresis). Every per-track dictionary stays as
+    large as the number of faces on screen."""
 
     def __init__(self, settings: PipelineSettings, targets: np.ndarray | None) -> None:
         self.settings = settings
         self.tracker = Tracker(settings.tracker, targets)
         self.held: dict[int, Frame] = {}
         self.last: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # track -> (raw kps, landmarks)
+        self._ended: set[int] = set()  # ended tracks not yet announced downstream
 
     def __call__(self, frames: list[Frame]) -> list[Frame]:
         ready: list[Frame] = []
@@ -130,11 +137,27 @@ class TrackStep:
             dets = Detections.from_face_batch(raw)[0]
             for index, faces in self.tracker.push(frame.index, dets, frame_size=(frame.width, frame.height)):
                 ready.append(self._resolve(self.held.pop(index), faces))
-        return ready
+            self._prune(self.tracker.active_ids())
+        return self._announce(ready)
 
     def flush(self) -> list[Frame]:
         """The frames still held for look-ahead, resolved (end of input)."""
-        return [self._resolve(self.held.pop(index), faces) for index, faces in self.tracker.flush()]
+        ready = [self._resolve(self.held.pop(index), faces) for index, faces in self.tracker.flush()]
+        self._prune(set())  # the input ended: so did every track
+        return self._announce(ready)
+
+    def _prune(self, active: set[int]) -> None:
+        """Forget the tracks that can no longer be output (they never come back: new faces get new ids)."""
+        gone = [k for k in self.last if k not in active]
+        for k in gone:
+            del self.last[k]
+        self._ended.update(gone)
+
+    def _announce(self, ready: list[Frame]) -> list[Frame]:
+        if self._ended and ready:  # on the last frame out: the swap stage has swapped the others by then
+            ready[-1].extras[ENDED] = tuple(sorted(self._ended))
+            self._ended.clear()
+        return ready
 
     def _resolve(self, frame: Frame, tracked: tuple[TrackedFace, ...]) -> Frame:
         raw: FaceBatch = frame.extras[RAW]
@@ -178,20 +201,32 @@ def faces_of(frames: Sequence[Frame], source: int, device: torch.device) -> tupl
 
 
 def swap_stage(swappers: Sequence[Swapper], settings: PipelineSettings, device: torch.device,
-               count: Callable[[int, int], None] | None = None) -> Stage:
-    """Swap every face in batches of frames; `count(frames_with_a_face, faces)` hears what was done."""
+               count: Callable[[int, int, int], None] | None = None) -> Stage:
+    """Swap every face in batches of frames; `count(frames_with_a_face, faces_swapped,
+    faces_skipped_nonfinite)` hears what was done (a swapper's `faces_skipped_nonfinite` counts
+    the faces it left alone because the generator gave NaN/Inf). Swappers with a `forget(keys)`
+    are told which tracks ended (`extras[ENDED]`), so their per-track state stays bounded."""
 
     @torch.inference_mode()
     def run(frames: list[Frame]) -> list[Frame]:
         images = stack_images(frames).to(device)
-        n_faces = 0
+        n_faces = n_skipped = 0
         for source, swapper in enumerate(swappers):
             faces, keys = faces_of(frames, source, device)
             if keys:
+                before = getattr(swapper, "faces_skipped_nonfinite", 0)
                 images = swapper(images, faces, keys, inplace=True)  # `images` is this stage's own copy
-                n_faces += len(keys)
+                skipped = getattr(swapper, "faces_skipped_nonfinite", 0) - before
+                n_faces += len(keys) - skipped
+                n_skipped += skipped
+        ended = [k for f in frames for k in f.extras.get(ENDED, ())]
+        if ended:
+            for swapper in swappers:
+                forget = getattr(swapper, "forget", None)
+                if forget is not None:
+                    forget(ended)
         if count is not None:
-            count(sum(1 for f in frames if f.faces), n_faces)
+            count(sum(1 for f in frames if f.faces), n_faces, n_skipped)
         hwc = images.permute(0, 2, 3, 1)
         return [f.with_image(hwc[i].contiguous()) if f.faces else f for i, f in enumerate(frames)]
 

@@ -55,11 +55,12 @@ def default_signals() -> None:
 
 def start_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
               **popen: object) -> subprocess.Popen[str]:
-    """Start the real `streamswap` CLI (stdout/stderr piped, text) with default stop signals."""
+    """Start the real `streamswap` CLI (stdout/stderr piped, text) with default stop signals
+    (`preexec_fn=` in `popen` sets other dispositions)."""
+    popen.setdefault("preexec_fn", default_signals)
     return subprocess.Popen([sys.executable, "-m", "streamswap", *args], cwd=cwd or REPO,
                             env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=default_signals,
-                            **popen)  # type: ignore[call-overload]
+                            stderr=subprocess.PIPE, text=True, **popen)  # type: ignore[call-overload]
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300,

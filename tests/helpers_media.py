@@ -27,7 +27,7 @@ def make_video(path: Path, *, frames: int = 30, size: tuple[int, int] = (160, 96
                codec: str = "libx264", pts: Sequence[int] | None = None, time_base: Fraction | None = None,
                rotation: int | None = None, audio: bool = False, faststart: bool = False,
                preset: str = "ultrafast", distinct: int = 8, sample_rate: int = 16000,
-               images: Sequence[np.ndarray] | None = None) -> Path:
+               images: Sequence[np.ndarray] | None = None, gop: int | None = None) -> Path:
     """Write a test video.
 
     size: (width, height). pts: explicit timestamps (variable frame rate) in `time_base`
@@ -35,6 +35,7 @@ def make_video(path: Path, *, frames: int = 30, size: tuple[int, int] = (160, 96
     faststart: put the index (moov) before the data, as streaming MP4s do. distinct: how many
     different pictures to cycle through (encoding cost stays tiny for long videos).
     images: use these (h, w, 3) uint8 pictures (cycled) instead of the pattern.
+    gop: x264 keyframe interval in frames (default: x264's 250).
     """
     w, h = size
     tb = time_base or Fraction(1, fps)
@@ -46,7 +47,8 @@ def make_video(path: Path, *, frames: int = 30, size: tuple[int, int] = (160, 96
     vs.time_base = tb
     vs.codec_context.time_base = tb
     if codec == "libx264":
-        vs.codec_context.options = {"preset": preset, "crf": "23"}
+        vs.codec_context.options = {"preset": preset, "crf": "23",
+                                    **({"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"} if gop else {})}
     if rotation:
         vs.set_display_rotation(rotation)
     a_stream = None
@@ -109,3 +111,4 @@ def first_frame(path: Path, index: int = 0) -> np.ndarray:
             if i == index:
                 return f.to_ndarray(format="rgb24")
     raise IndexError(index)
+

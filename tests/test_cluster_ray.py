@@ -39,8 +39,16 @@ LOSSLESS = {"crf": 0, "preset": "ultrafast"}
 
 @pytest.fixture(scope="module")
 def cluster():
-    """One local Ray cluster for the module: 2 CPUs, no dashboard, workers' logs not forwarded."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    """One local Ray cluster for the module, as a job starts it (127.0.0.1 only): 2 CPUs, no
+    dashboard, workers' logs not forwarded. Its workers inherit STREAMSWAP_CHUNK_DELAY: the first
+    attempt of chunk 1 of any input called slow.mp4 waits 3 s (the worker-kill test's window)."""
+    from streamswap.cluster.run import start_local_cluster
+
+    os.environ["STREAMSWAP_CHUNK_DELAY"] = "slow.mp4:1:3"
+    try:
+        start_local_cluster(2)
+    finally:
+        del os.environ["STREAMSWAP_CHUNK_DELAY"]
     signal.signal(signal.SIGINT, signal.getsignal(signal.SIGINT))  # Ray takes Ctrl-C over; give it back to pytest
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
@@ -103,6 +111,7 @@ def _free_cpus() -> float:
     return ray.available_resources().get("CPU", 0.0)
 
 
+@pytest.mark.timeout(300)  # the whole of nggyup three ways (single process, 3 chunks, no warm-up): 60-90 s on 2 cores
 def test_nggyup_in_three_chunks_over_two_workers_matches_the_single_process_job(cluster, mark, shared_data, tmp_path):
     src = shared_data / "videos" / "nggyup.mp4"
     options = SwapOptions(sources=(mark,), engine="lite", **LOSSLESS)
@@ -172,13 +181,14 @@ def test_a_worker_killed_during_a_chunk_is_replaced_and_the_output_is_still_exac
     killed: list[int] = []
 
     def kill_during_chunk_1(task, worker):
-        if task.number == 1 and not killed:  # chunk 1 waits 3 s on its worker first (test hook): kill it then
+        if task.number == 1 and not killed:  # chunk 1 of slow.mp4 waits 3 s on its worker first: kill it then
             killed.append(worker["pid"])
             threading.Timer(0.5, os.kill, (worker["pid"], signal.SIGKILL)).start()
 
+    slow = tmp_path / "slow.mp4"  # the name the cluster's STREAMSWAP_CHUNK_DELAY waits for
+    slow.write_bytes(short_clip.read_bytes())
     out = tmp_path / "out.mp4"
-    report = swap_cluster(options, str(short_clip), str(out),
-                          ClusterSettings(workers=2, chunk_s=1.0, warmup_s=0.5, chunk_delay_s=3.0, delay_chunks=(1,)),
+    report = swap_cluster(options, str(slow), str(out), ClusterSettings(workers=2, chunk_s=1.0, warmup_s=0.5),
                           on_assign=kill_during_chunk_1)
     assert killed and report.retries == 1
     (entry,) = report.retry_log
@@ -186,7 +196,7 @@ def test_a_worker_killed_during_a_chunk_is_replaced_and_the_output_is_still_exac
     (rerun,) = [c for c in report.chunk_log if c["chunk"] == 1]
     assert rerun["worker"] != entry["worker"]  # retried on the other worker
     assert report.outputs[0].chunks_run == report.chunks_total == 3
-    _check_exact(out, short_clip)
+    _check_exact(out, slow)
     assert killed[0] not in {w.pid for w in report.worker_stats}  # the dead process was replaced
 
 
@@ -220,19 +230,33 @@ def test_batch_over_three_inputs_with_one_already_done_processes_two(cluster, cl
     inputs.mkdir(), outputs.mkdir()
     for name in ("a", "b", "c"):
         make_video(inputs / f"{name}.mp4", frames=40, size=(192, 108), fps=20, audio=True)
-    (outputs / "b.mp4").write_bytes(b"finished earlier")  # outputs only ever appear complete
-    result = cli("batch", "--source", mark, "--inputs", str(inputs), "--output-dir", str(outputs),
-                 "--engine", "lite", "--preset", "ultrafast", "--ray-address", cluster, "--chunk-seconds", "1",
-                 "--json", "--quiet")
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout)
-    status = {Path(r["input"]).name: r["status"] for r in report["outputs"]}
+
+    def batch(listing):
+        (tmp_path / "list.txt").write_text("".join(f"in/{n}.mp4\n" for n in listing))
+        result = cli("batch", "--source", mark, "--inputs", str(tmp_path / "list.txt"), "--output-dir", str(outputs),
+                     "--engine", "lite", "--preset", "ultrafast", "--ray-address", cluster, "--chunk-seconds", "1",
+                     "--json", "--quiet")
+        assert result.returncode == 0, result.stderr[-3000:]
+        report = json.loads(result.stdout)
+        return report, {Path(r["input"]).name: r["status"] for r in report["outputs"]}
+
+    _, status = batch("b")  # b finished by an earlier batch: recorded complete beside it
+    assert status == {"b.mp4": "done"}
+    b_bytes = (outputs / "b.mp4").read_bytes()
+    report, status = batch("abc")
     assert status == {"a.mp4": "done", "b.mp4": "skipped", "c.mp4": "done"}
-    assert (outputs / "b.mp4").read_bytes() == b"finished earlier"
+    assert (outputs / "b.mp4").read_bytes() == b_bytes
     assert report["chunks_run"] == report["chunks_total"] >= 2
     for name in ("a", "c"):
         _check_exact(outputs / f"{name}.mp4", inputs / f"{name}.mp4")
     assert sum(w["frames"] for w in report["worker_stats"]) == 80
+
+    # an output that no longer matches its record (cut short here) is not done: it is made again
+    (outputs / "a.mp4").write_bytes((outputs / "a.mp4").read_bytes()[:5000])
+    report, status = batch("abc")
+    assert status == {"a.mp4": "done", "b.mp4": "skipped", "c.mp4": "skipped"}
+    _check_exact(outputs / "a.mp4", inputs / "a.mp4")
+    assert sum(w["frames"] for w in report["worker_stats"]) == 40
 
 
 def test_swap_with_workers_starts_a_local_cluster_and_keeps_a_time_range_in_sync(cli, mark, tmp_path):

@@ -23,7 +23,7 @@ from streamswap.errors import ModelError
 from streamswap.models import catalog
 from streamswap.models.catalog import MB, MIB, find_model
 from streamswap.models.download import DownloadSettings
-from streamswap.models.files import umask
+from streamswap.files import umask
 from streamswap.models.registry import Registry, RegistryConfig, Status
 from streamswap.models.trust import (
     Expect,

@@ -16,6 +16,7 @@ import pytest
 
 import av
 
+from conftest import start_cli
 from helpers_media import audio_packets, make_video, video_facts
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +46,7 @@ def test_transcode_keeps_frames_rate_duration_and_audio_packets(cli, shared_data
     # auto choice: PyAV + x264 here; NVDEC and NVENC (or x264 "... has no NVENC") on a GPU box
     assert report["decoder"]["backend"] in ("pyav", "nvdec") and report["decoder"]["reason"]
     assert report["encoder"]["backend"] in ("x264", "nvenc") and report["encoder"]["reason"]
-    assert not list(tmp_path.glob(".*partial*"))  # the temporary file was renamed
+    assert not list(tmp_path.glob(".*"))  # the temporary file was renamed
 
 
 def test_dance_without_audio_transcodes_at_its_own_size(cli, shared_data, tmp_path):
@@ -174,6 +175,8 @@ def test_a_failing_stage_stops_quickly_keeps_a_valid_output_and_is_named(cli, sh
     report = json.loads(proc.stdout)
     assert report["status"] == "failed" and report["graph"]["failed_stage"] == stage
     assert report["graph"]["stop_latency_s"] < 2.0
+    assert not out.exists() and report["output"] == str(tmp_path / "out.partial.mp4")  # never the final name
+    out = tmp_path / "out.partial.mp4"
     facts = video_facts(out)  # a playable file ...
     assert 60 - 10 <= facts["frames"] <= 60  # ... with about 60 frames (those still queued are dropped)
     assert facts["frames"] == report["frames_out"]
@@ -184,22 +187,22 @@ def test_a_failing_stage_stops_quickly_keeps_a_valid_output_and_is_named(cli, sh
 def test_ctrl_c_finalises_a_playable_output_and_exits_130(tmp_path):
     src = make_video(tmp_path / "in.mp4", frames=250, size=(320, 180), fps=25, audio=True)
     out = tmp_path / "out.mp4"
-    proc = subprocess.Popen([sys.executable, "-m", "streamswap", "transcode", str(src), str(out), *FAST,
-                             "--realtime", "--json"], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = start_cli("transcode", str(src), str(out), *FAST, "--realtime", "--json")
     deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(".out.partial*")) and time.monotonic() < deadline:
+    while not list(tmp_path.glob(".out.*")) and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(1.5)  # about 35 frames at the input's own pace
     proc.send_signal(signal.SIGINT)
     report, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
-    assert "interrupted" in err and "valid up to frame" in err
+    assert "valid up to frame" in err and "out.partial.mp4" in err
     report = json.loads(report)
     assert report["status"] == "interrupted" and report["graph"]["stop_latency_s"] < 2.0
-    facts = video_facts(out)
+    assert report["error"] == "interrupted by Ctrl-C (SIGINT)"
+    assert not out.exists()  # a stopped file job never takes the final name
+    facts = video_facts(tmp_path / "out.partial.mp4")
     assert 10 <= facts["frames"] < 250 and facts["frames"] == report["frames_out"] and facts["audio"] == 1
-    assert not list(tmp_path.glob(".*partial*"))
+    assert not list(tmp_path.glob(".*"))  # nothing left hidden
 
 
 def _peak_rss_mib(*args: str) -> float:

@@ -99,21 +99,42 @@ def _frame(i: int, w: int = 64, h: int = 48) -> Frame:
     return Frame(i, i, Fraction(1, 25), torch.full((h, w, 3), i * 10 % 256, dtype=torch.uint8))
 
 
-def test_sink_finalises_after_an_error_and_renames(tmp_path):
+def test_sink_finalises_after_an_error_as_a_partial_file(tmp_path):
     src = make_video(tmp_path / "in.mp4", frames=50, size=(64, 48), audio=True)
     info = open_source(src).info
     out = tmp_path / "out.mp4"
-    sink = FileSink(out, info, EncodeSettings(preset="ultrafast"), X264, audio_from=str(src))
-    assert sink.tmp.parent == out.parent and sink.tmp.suffix == ".mp4" and not out.exists()
+    out.write_bytes(b"an earlier complete output")
+    sink = FileSink(out, info, EncodeSettings(preset="ultrafast"), X264, audio_from=str(src), overwrite=True)
+    assert sink.tmp.parent == out.parent and sink.tmp.suffix == ".mp4" and sink.tmp.name.startswith(".out.")
     for i in range(20):
         sink.write(_frame(i))
     sink.close(RuntimeError("a stage failed"))
-    assert out.exists() and not sink.tmp.exists()
-    facts = video_facts(out)
+    assert out.read_bytes() == b"an earlier complete output"  # untouched: the new one is not complete
+    partial = tmp_path / "out.partial.mp4"
+    assert partial.exists() and not sink.tmp.exists() and sink.report.path == str(partial)
+    assert not sink.report.complete
+    assert partial.stat().st_mode & 0o777 == 0o666 & ~_umask()  # ordinary permissions, not mkstemp's 0600
+    facts = video_facts(partial)
     assert facts["frames"] == 20
-    with av.open(str(out)) as c:  # audio stops near the last frame (0.8 s), not at the input's end (2 s)
+    with av.open(str(partial)) as c:  # audio stops near the last frame (0.8 s), not at the input's end (2 s)
         last = max(float(p.pts * p.time_base) for p in c.demux(audio=0) if p.pts is not None)
     assert 0.6 < last < 1.0
+
+
+def _umask() -> int:
+    return int(next(line for line in open("/proc/self/status") if line.startswith("Umask:")).split()[1], 8)
+
+
+def test_a_complete_sink_replaces_the_output_and_supersedes_nothing_else(tmp_path):
+    info = open_source(make_video(tmp_path / "in.mp4", frames=3)).info
+    out = tmp_path / "out.mp4"
+    sink = FileSink(out, info, EncodeSettings(preset="ultrafast"), X264)
+    for i in range(5):
+        sink.write(_frame(i))
+    sink.close(None)
+    assert video_facts(out)["frames"] == 5 and sink.report.complete and sink.report.path == str(out)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~_umask()
+    assert not list(tmp_path.glob(".*"))
 
 
 def test_sink_without_frames_leaves_no_file(tmp_path):
@@ -136,7 +157,7 @@ def test_sink_refuses_unusable_output_paths(tmp_path):
         EncodeSettings(crf=60)
     with pytest.raises(InputError, match="preset"):
         EncodeSettings(preset="warp")
-    assert not list(tmp_path.glob(".*partial*"))
+    assert not list(tmp_path.glob(".*"))  # no temporary file left
 
 
 def test_sink_rejects_a_frame_size_change(tmp_path):

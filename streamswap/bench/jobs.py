@@ -47,6 +47,7 @@ class JobSpec:
     stand_in: bool = False
     width: float = 1.0
     sr: bool = False
+    resume: bool | None = None  # the pipeline's --resume/--no-resume (None: its default)
 
 
 def source_face_index(stand_in: bool) -> int | None:
@@ -73,7 +74,7 @@ def run_pipeline(spec: JobSpec) -> dict[str, Any]:
         parts = _stand_in_parts(spec, Path(tmp))
         options = SwapOptions(sources=(spec.source,), engine=spec.engine, detect_every=spec.detect_every,  # type: ignore[arg-type]
                               batch_size=spec.batch_size, device=spec.device, overwrite=True, sr=spec.sr,
-                              source_face_index=source_face_index(spec.stand_in), **extra)
+                              source_face_index=source_face_index(spec.stand_in), resume=spec.resume, **extra)
         cpu0, t0 = cpu_seconds(), time.monotonic()
         report = swap_video(options, spec.video, spec.out, parts=parts)
         seconds = time.monotonic() - t0

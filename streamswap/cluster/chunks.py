@@ -117,8 +117,10 @@ class PlanSettings:
             raise InputError("chunk plan: --chunk-seconds must be > 0, warm-up >= 0, look-ahead >= 0")
 
 
-def plan_chunks(index: VideoIndex, settings: PlanSettings, first: int = 0, end: int | None = None) -> list[Chunk]:
-    """Cut frames [first, end) of `index` at keyframes into chunks of about `chunk_s` seconds.
+def plan_chunks(index: VideoIndex, settings: PlanSettings, first: int = 0, end: int | None = None, *,
+                at_keyframes: bool = True) -> list[Chunk]:
+    """Cut frames [first, end) of `index` at keyframes (or, `at_keyframes` False, at any frame)
+    into chunks of about `chunk_s` seconds.
     `first` is the job's first frame (a --start): the detector phase and the warm-up count from it.
     Chunks cover the range exactly, in order, without overlap of written frames."""
     end = index.frames if end is None else end
@@ -127,7 +129,8 @@ def plan_chunks(index: VideoIndex, settings: PlanSettings, first: int = 0, end: 
     rate = float(index.fps) if index.fps else _rate(index)
     warm = math.ceil(settings.warmup_s * rate)
     cuts = [first]
-    for key in index.keyframes:  # each cut: the first keyframe at least chunk_s after the previous one
+    for key in index.keyframes if at_keyframes else range(index.frames):  # each cut: the first
+        # keyframe (frame) at least chunk_s after the previous one
         if cuts[-1] < key < end and index.time(key) - index.time(cuts[-1]) >= settings.chunk_s - 1e-6:
             cuts.append(key)
     if len(cuts) > 1 and _seconds(index, cuts[-1], end, rate) < settings.chunk_s / 2:

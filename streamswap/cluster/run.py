@@ -2,9 +2,16 @@
 worker actors, retries what fails, stitches each file, and reports.
 
 - Cluster: `address` joins a running one (`ray start --head` on one machine, `ray start
-  --address HEAD:6379` on the others); otherwise a local one is started for the job and shut
-  down after it. Ray's own scheduler places the actors: one GPU each where the cluster has GPUs
-  (`num_gpus=1`, or a fraction to share one), else CPUs split evenly between them.
+  --address HEAD:6379` on the others); otherwise a local one is started for the job, listening on
+  127.0.0.1 only (`start_local_cluster`; RAY_ADDRESS is then ignored), and shut down after it.
+  Ray's own scheduler places the actors: one GPU each where the cluster has GPUs (`num_gpus=1`,
+  or a fraction to share one), else CPUs split evenly between them, each request sized to fit a
+  node (`actor_resources`); workers that cannot start within `start_timeout_s` fail the job with
+  one line naming the request. Every worker checks it runs the driver's StreamSwap version with
+  the driver's model files, and refuses the job otherwise (`cluster.trust`).
+- Outputs: each output's work is locked (`outputs.OutputLock`: a second job on it is refused);
+  a finished output gets a completion record (frames, SHA-256) and a batch skips an output only
+  when that record matches the file, never because a file exists.
 - Chunks: each input is cut at keyframes (`chunks.plan_chunks`); finished chunks are kept in the
   job's work directory (`workdir.WorkDir`), so a re-run does only what is left.
 - Scheduling: a chunk goes to an idle worker; chunks of every input share the pool (a batch of
@@ -23,8 +30,9 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +52,13 @@ from streamswap.cluster.chunks import (
     index_video,
     plan_chunks,
 )
+from streamswap.cluster.outputs import OutputLock, completion, done_path_for, record_complete
 from streamswap.cluster.stitch import stitch
+from streamswap.cluster.trust import job_identity
 from streamswap.cluster.workdir import ChunkRecord, WorkDir, fingerprint, input_identity
 from streamswap.cluster.worker import ChunkOutput, ChunkTask, ChunkWorker
 from streamswap.errors import InputError, PipelineError, StreamSwapError
+from streamswap.redact import redact_url
 from streamswap.video.probe import classify
 
 log = logging.getLogger(__name__)
@@ -62,8 +73,8 @@ class ClusterSettings:
     `cpus_per_worker` CPUs); address: a running cluster to join (None: start a local one);
     chunk_s: chunk length, s; warmup_s: frames processed before each chunk and not written;
     max_retries: attempts after the first for a chunk; cpus_per_worker / gpus_per_worker: the
-    actors' resources (None: decided from the cluster). chunk_delay_s / delay_chunks: TEST ONLY,
-    a chunk (those numbered in `delay_chunks`, all if empty) waits that long on its worker first."""
+    actors' resources (None: decided from the cluster); start_timeout_s: how long the workers may
+    take to start (a request no node can grant fails then, with one line, instead of waiting)."""
 
     workers: int | None = None
     address: str | None = None
@@ -72,8 +83,7 @@ class ClusterSettings:
     max_retries: int = 3
     cpus_per_worker: float | None = None
     gpus_per_worker: float | None = None
-    chunk_delay_s: float = 0.0
-    delay_chunks: tuple[int, ...] = ()
+    start_timeout_s: float = 120.0
 
     def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 1:
@@ -82,6 +92,8 @@ class ClusterSettings:
             raise InputError("--chunk-seconds must be positive")
         if self.max_retries < 0:
             raise InputError("max retries must be >= 0")
+        if self.start_timeout_s <= 0:
+            raise InputError("the workers' start timeout must be positive")
 
 
 @dataclass(frozen=True)
@@ -109,8 +121,8 @@ class WorkerStats:
 
 @dataclass
 class FileResult:
-    """What became of one input: status done / skipped (its output was already complete) /
-    failed; chunks run now vs kept from an earlier run."""
+    """What became of one input: status done / skipped (its output was recorded complete and still
+    matches its record) / failed; chunks run now vs kept from an earlier run."""
 
     input: str
     output: str
@@ -173,6 +185,8 @@ class _Job:
     work: WorkDir | None = None
     first: int = 0
     end: int = 0
+    key: str = ""
+    lock: OutputLock | None = None
 
 
 @dataclass
@@ -225,8 +239,10 @@ def batch_jobs(inputs: str | Path, output_dir: str | Path, suffix: str | None = 
     if not paths:
         raise InputError(f"--inputs {src}: no video file in it")
     names = [p.name if suffix is None else p.with_suffix(suffix).name for p in paths]
-    if len(set(names)) != len(names):
-        raise InputError("two inputs would write the same output name; give them distinct names")
+    seen: dict[str, Path] = {}
+    for p, n in zip(paths, names):  # case-insensitively: A.mp4 and a.mp4 are one file on many disks
+        if (other := seen.setdefault(n.casefold(), p)) is not p:
+            raise InputError(f"{other} and {p} would write the same output {out / n}; give them distinct names")
     return [FileJob(str(p), str(out / n)) for p, n in zip(paths, names)]
 
 
@@ -234,13 +250,30 @@ def run_jobs(options: SwapOptions, jobs: list[FileJob], settings: ClusterSetting
              progress: Callable[[ClusterProgress], None] | None = None,
              notice: Callable[[str], None] | None = None,
              on_assign: Callable[[ChunkTask, dict[str, Any]], None] | None = None) -> ClusterReport:
-    """Run swap jobs on files over one cluster; outputs that exist are skipped when `skip_done`
-    (they are only ever written complete), else refused unless options.overwrite. See the
-    module docstring for scheduling, retries and Ctrl-C."""
+    """Run swap jobs on files over one cluster. With `skip_done`, an output recorded complete (its
+    completion record matches the file) is skipped, one recorded but changed since is made again,
+    and a file that exists without a record is refused (that file fails) unless options.overwrite;
+    without it, an existing output is refused unless options.overwrite. Each output's work is
+    locked for the job (a second job on it is refused). See the module docstring for scheduling,
+    retries and Ctrl-C."""
+    locks: list[OutputLock] = []
+    try:
+        return _run_jobs(options, jobs, settings, locks, skip_done=skip_done, progress=progress, notice=notice,
+                         on_assign=on_assign)
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _run_jobs(options: SwapOptions, jobs: list[FileJob], settings: ClusterSettings, locks: list[OutputLock], *,
+              skip_done: bool, progress: Callable[[ClusterProgress], None] | None,
+              notice: Callable[[str], None] | None,
+              on_assign: Callable[[ChunkTask, dict[str, Any]], None] | None) -> ClusterReport:
     engine, message = choose_engine(options.engine)
     if message and notice:
         notice(message)
-    report = ClusterReport(engine=engine, address=settings.address, chunk_s=settings.chunk_s)
+    report = ClusterReport(engine=engine, address=redact_url(settings.address) if settings.address else None,
+                           chunk_s=settings.chunk_s)
     if message:
         report.notes.append(message)
     if not options.sources:
@@ -251,7 +284,7 @@ def run_jobs(options: SwapOptions, jobs: list[FileJob], settings: ClusterSetting
     todo = []
     for file in jobs:
         try:
-            todo.append(_prepare(options, engine, plan, file, skip_done))
+            todo.append(_prepare(options, engine, plan, file, skip_done, locks))
         except StreamSwapError as exc:
             if not skip_done:
                 raise  # a single job: the user's error, at once
@@ -277,13 +310,28 @@ def run_jobs(options: SwapOptions, jobs: list[FileJob], settings: ClusterSetting
     return report
 
 
-def _prepare(options: SwapOptions, engine: str, plan: PlanSettings, file: FileJob, skip_done: bool) -> _Job:
+def _prepare(options: SwapOptions, engine: str, plan: PlanSettings, file: FileJob, skip_done: bool,
+             locks: list[OutputLock]) -> _Job:
     result = FileResult(file.input, file.output)
     job = _Job(file, result)
-    if skip_done and Path(file.output).exists() and not options.overwrite:
-        result.status = "skipped"
-        return job
+    job.lock = OutputLock.acquire(file.output)  # before anything is looked at: no other job is on it now
+    locks.append(job.lock)
+    if skip_done and not options.overwrite and Path(file.output).exists():
+        if completion(file.output) is not None:
+            result.status = "skipped"
+            return job
+        if not done_path_for(file.output).exists():
+            raise InputError(f"{file.output} exists but no streamswap job recorded it complete; pass --overwrite "
+                             "to replace it")
+        log.warning("%s no longer matches its completion record (changed or damaged): it is made again",
+                    file.output)
+        options = replace(options, overwrite=True)  # our own output, recorded and since changed
     _check_io(options, file.input, file.output)
+    from streamswap.video.containers import video_encoder_for
+
+    if video_encoder_for(file.output).codec != "libx264":  # chunks are H.264, joined by copying packets
+        raise InputError(f"{file.output}: a distributed job joins H.264 chunks, which a {Path(file.output).suffix} "
+                         "file cannot hold; use .mp4, .mkv or .mov (or swap without --workers)")
     job.index = index_video(file.input)
     ranged = options.start_s > 0 or options.end_s is not None
     job.first, job.end = frame_range(job.index, options.start_s, options.end_s) if ranged else (0, job.index.frames)
@@ -291,6 +339,7 @@ def _prepare(options: SwapOptions, engine: str, plan: PlanSettings, file: FileJo
     opts = {k: v for k, v in asdict(options).items() if k != "overwrite"}
     key = fingerprint({"input": input_identity(file.input), "options": opts, "engine": engine,
                        "plan": asdict(plan), "version": __version__})
+    job.key = key
     job.work = WorkDir.open(file.output, key, job.chunks)
     result.frames_expected = job.end - job.first
     result.chunks = len(job.chunks)
@@ -309,6 +358,10 @@ def _stitch(job: _Job, options: SwapOptions) -> None:
         return
     job.result.status, job.result.frames = "done", rep.frames
     job.result.audio_packets, job.result.stitch_s = rep.audio_packets, rep.seconds
+    try:  # what a later batch trusts instead of the file's mere existence
+        record_complete(job.file.output, rep.frames, job.key)
+    except OSError as exc:
+        log.warning("cannot record %s as complete (%s): a later batch will not skip it", job.file.output, exc)
     job.work.remove()
 
 
@@ -334,47 +387,144 @@ def _connect(settings: ClusterSettings) -> bool:
 
     if ray.is_initialized():
         return False
-    common: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
-    address = settings.address or os.environ.get("RAY_ADDRESS")  # Ray's own convention
-    if address:
+    if settings.address:  # "auto" takes RAY_ADDRESS from the environment (Ray's own convention)
+        address = os.environ.get("RAY_ADDRESS", "auto") if settings.address == "auto" else settings.address
+        local = _is_loopback(address)  # a cluster of this machine only: join it as one of its nodes
         try:
-            ray.init(address=address, **common)
+            with _loopback_node(local):
+                ray.init(address=settings.address, log_to_driver=False, configure_logging=False,
+                         **({"_node_ip_address": LOOPBACK} if local else {}))
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise InputError(f"cannot join the Ray cluster at {address}: {exc} "
+            raise InputError(f"cannot join the Ray cluster at {settings.address}: {exc} "
                              "(start it with `ray start --head`)") from None
     else:
-        cpus = max(settings.workers or 1, os.cpu_count() or 1)
-        ray.init(num_cpus=cpus, include_dashboard=False, **common)
+        start_local_cluster(max(settings.workers or 1, os.cpu_count() or 1))
     _restore_sigint()
     return True
 
 
+LOOPBACK = "127.0.0.1"
+
+
+def start_local_cluster(num_cpus: int | None = None) -> None:
+    """Start a Ray cluster on this machine for this process, reachable from this machine only: its
+    GCS, raylet, object manager and workers listen on 127.0.0.1 (Ray's own default is every
+    interface). RAY_ADDRESS in the environment is ignored (Ray's `init` would join that instead)."""
+    import ray
+
+    saved_address = os.environ.pop("RAY_ADDRESS", None)
+    try:
+        with _loopback_node(True):
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                     _node_ip_address=LOOPBACK)
+    finally:
+        if saved_address is not None:
+            os.environ["RAY_ADDRESS"] = saved_address
+    node = ray.util.get_node_ip_address()
+    if node != LOOPBACK:  # another Ray version: say so rather than pretend
+        log.warning("the local Ray cluster runs on %s, not only on %s: it may be reachable from the network",
+                    node, LOOPBACK)
+
+
+@contextmanager
+def _loopback_node(on: bool) -> Iterator[None]:
+    """While `on`: this process's Ray node is 127.0.0.1. Ray resolves a node's address with
+    services.get_node_ip_address(), which answers the loopback address (even for
+    `_node_ip_address="127.0.0.1"`, and for a GCS address on 127.0.0.1, both of which it rewrites
+    to this machine's network address) only while this flag, its switch for single-machine
+    platforms, is off; the servers then bind to the node's address instead of every interface
+    (checked with Ray 2.60: `ss -ltnp` shows 127.0.0.1 instead of `*`). Only `ray.init` needs it."""
+    from ray._private import ray_constants
+
+    saved = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    if not on or saved is None:
+        yield
+        return
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
+def _is_loopback(address: str) -> bool:
+    """Whether a Ray address (HOST:PORT, ray://HOST:PORT) names this machine's loopback."""
+    import ipaddress
+
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _restore_sigint() -> None:
-    """Give Ctrl-C back to Python: Ray's core worker takes SIGINT over at `ray.init` and
+    """Give the stop signals back to Python: Ray's core worker takes SIGINT over at `ray.init` and
     swallows it while the driver waits in `ray.wait` (checked with Ray 2.60)."""
-    import signal
     import threading
 
+    from streamswap.stopping import reinstall_stop_handlers
+
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.getsignal(signal.SIGINT))
+        reinstall_stop_handlers()
 
 
-def actor_resources(settings: ClusterSettings, cpus: float, gpus: float) -> tuple[int, dict[str, float]]:
-    """How many workers, and each one's Ray resources, for a cluster of `cpus` CPUs and `gpus`
-    GPUs: one GPU each (more workers than GPUs share them evenly, e.g. 2 on one GPU get 0.5
-    each), else the CPUs split evenly (Ray sets each actor's OMP/torch threads to its share);
-    without `workers`, one per GPU, or one per 2 CPUs."""
-    if settings.gpus_per_worker is not None or gpus > 0:
-        if settings.gpus_per_worker is not None:
-            g = settings.gpus_per_worker
-        else:
-            g = 1.0 if not settings.workers or settings.workers <= gpus else gpus / settings.workers
-        n = settings.workers or (max(1, int(gpus / g)) if g > 0 else 1)
-        return n, {"num_gpus": g, "num_cpus": settings.cpus_per_worker if settings.cpus_per_worker is not None else 1.0}
-    if settings.workers is None:
-        c = settings.cpus_per_worker or 2.0
-        return max(1, int(cpus // c)), {"num_cpus": c}
-    return settings.workers, {"num_cpus": settings.cpus_per_worker or max(1.0, float(int(cpus // settings.workers)))}
+def actor_resources(settings: ClusterSettings, nodes: list[tuple[float, float]]) -> tuple[int, dict[str, float]]:
+    """How many workers, and each one's Ray resources, for a cluster whose nodes have these
+    (CPUs, GPUs), each request sized so that the workers fit on the nodes (an actor runs on one
+    node: a share of the cluster's total may fit none): one GPU each (more workers than GPUs
+    share them, e.g. 2 on one GPU get 0.5 each, 3 on two one-GPU nodes 0.5), else the CPUs split
+    as evenly as the nodes allow, whole CPUs where they suffice (Ray sets each actor's OMP/torch
+    threads to its share); without `workers`, one per GPU, or one per 2 CPUs (at most a node's).
+    PipelineError when a request given in `settings` fits no node."""
+    cpus, gpus = [c for c, _ in nodes], [g for _, g in nodes]
+    n = settings.workers
+    if settings.gpus_per_worker is not None or sum(gpus) > 0:
+        g = settings.gpus_per_worker
+        if g is None:
+            g = 1.0 if n is None else (_largest_share(gpus, n, top=1.0, whole=False) or 1.0)
+        n = n or (max(1, sum(int(x / g + 1e-9) for x in gpus)) if g > 0 else 1)
+        resources = {"num_gpus": g,
+                     "num_cpus": settings.cpus_per_worker if settings.cpus_per_worker is not None else 1.0}
+    elif n is None:
+        c = settings.cpus_per_worker or float(min(2.0, max(cpus, default=1.0)) or 1.0)
+        n, resources = max(1, sum(int(x / c + 1e-9) for x in cpus)), {"num_cpus": c}
+    else:
+        c = settings.cpus_per_worker or (_largest_share(cpus, n, top=None, whole=True)
+                                         or _largest_share(cpus, n, top=None, whole=False) or 1.0)
+        resources = {"num_cpus": c}
+    if not any(c >= resources["num_cpus"] - 1e-9 and g >= resources.get("num_gpus", 0) - 1e-9 for c, g in nodes):
+        raise PipelineError(f"each worker would request {_describe(resources)} and no node of the cluster has that "
+                            f"much (nodes: {_describe_nodes(nodes)}); ask for fewer resources per worker")
+    return n, resources
+
+
+def _largest_share(caps: list[float], n: int, *, top: float | None, whole: bool) -> float | None:
+    """The largest share of a resource (at most `top`; whole units if `whole`) that gives `n`
+    actors a place on nodes with these capacities; None when there is none."""
+    candidates = {c / k for c in caps if c > 0 for k in range(1, n + 1)}
+    if whole:
+        candidates = {float(int(s + 1e-9)) for s in candidates if s >= 1 - 1e-9}
+    for share in sorted((min(s, top) if top is not None else s for s in candidates), reverse=True):
+        if share > 0 and sum(int(c / share + 1e-9) for c in caps) >= n:
+            return share
+    return None
+
+
+def _describe(resources: dict[str, float]) -> str:
+    return ", ".join(f"{v:g} {'GPU' if k == 'num_gpus' else 'CPU'}" for k, v in resources.items())
+
+
+def _describe_nodes(nodes: list[tuple[float, float]]) -> str:
+    return "; ".join(f"{c:g} CPU {g:g} GPU" for c, g in nodes) or "none"
+
+
+def _cluster_nodes(ray: Any) -> list[tuple[float, float]]:
+    """(CPUs, GPUs) of each live node of the connected cluster."""
+    return [(float(n["Resources"].get("CPU", 0)), float(n["Resources"].get("GPU", 0)))
+            for n in ray.nodes() if n.get("Alive")]
 
 
 def _schedule(options: SwapOptions, engine: str, settings: ClusterSettings, jobs: list[_Job], queue: deque[_Item],
@@ -387,12 +537,13 @@ def _schedule(options: SwapOptions, engine: str, settings: ClusterSettings, jobs
 
     actors: list[Any] = []
     try:
-        res = ray.cluster_resources()
-        n, resources = actor_resources(settings, float(res.get("CPU", 1)), float(res.get("GPU", 0)))
+        nodes = _cluster_nodes(ray)
+        n, resources = actor_resources(settings, nodes)
+        expected = job_identity(options, engine)  # what every worker must match (version, model files)
         remote = ray.remote(max_restarts=settings.max_retries + 1, max_task_retries=0, **resources)(ChunkWorker)
-        actors = [remote.remote(options, engine, w) for w in range(n)]
+        actors = [remote.remote(options, engine, w, expected) for w in range(n)]
         report.workers = n
-        infos: list[dict[str, Any]] = list(ray.get([a.info.remote() for a in actors]))
+        infos = _started(ray, actors, resources, nodes, settings.start_timeout_s)
         report.worker_stats = [WorkerStats(w, i["pid"], i["host"]) for w, i in enumerate(infos)]
         identity = actors[0].source_identity.remote()  # once, into the object store
         try:
@@ -420,9 +571,8 @@ def _schedule(options: SwapOptions, engine: str, settings: ClusterSettings, jobs
                     continue
                 job = jobs[item.job]
                 assert job.index is not None
-                delay = settings.chunk_delay_s if (not settings.delay_chunks or item.chunk.number in
-                                                   settings.delay_chunks) and item.attempts == 0 else 0.0
-                task = ChunkTask(item.job, item.chunk.number, job.file.input, item.chunk.span(job.index), delay)
+                task = ChunkTask(item.job, item.chunk.number, job.file.input, item.chunk.span(job.index),
+                                 item.attempts)
                 inflight[actors[w].run_chunk.remote(task, identity)] = (w, item)
                 idle.remove(w)
                 if on_assign is not None:
@@ -495,6 +645,35 @@ def _schedule(options: SwapOptions, engine: str, settings: ClusterSettings, jobs
             ray.shutdown()
 
 
+def _started(ray: Any, actors: list[Any], resources: dict[str, float], nodes: list[tuple[float, float]],
+             timeout_s: float) -> list[dict[str, Any]]:
+    """Each worker's info() once it has started; PipelineError (one line) when one refuses the job
+    or fails to start, or when some have not started within `timeout_s` (no node can grant
+    their request now: the cluster is too small or busy), instead of waiting for ever."""
+    from ray.exceptions import RayError, RayTaskError
+
+    refs = [a.info.remote() for a in actors]
+    _, pending = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+    if pending:
+        late = [w for w, r in enumerate(refs) if r in pending]
+        free = ray.available_resources()
+        raise PipelineError(f"{len(late)} of {len(refs)} worker(s) did not start within {timeout_s:g} s: no node "
+                            f"could give one {_describe(resources)} (nodes: {_describe_nodes(nodes)}; free now: "
+                            f"{free.get('CPU', 0):g} CPU {free.get('GPU', 0):g} GPU); use fewer --workers or free "
+                            "the cluster")
+    infos = []
+    for w, ref in enumerate(refs):
+        try:
+            infos.append(ray.get(ref))
+        except RayTaskError as exc:
+            cause = exc.cause
+            raise (cause if isinstance(cause, StreamSwapError) else PipelineError(f"worker {w}: {cause}")) from None
+        except RayError as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise PipelineError(f"worker {w} could not start: {first}") from None
+    return infos
+
+
 def _fail(job: _Job, why: str) -> None:
     if job.result.status == "pending":
         job.result.status, job.result.error = "failed", why
@@ -541,5 +720,6 @@ __all__ = [
     "actor_resources",
     "batch_jobs",
     "run_jobs",
+    "start_local_cluster",
     "swap_cluster",
 ]

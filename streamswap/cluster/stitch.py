@@ -13,13 +13,13 @@ place only when complete.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
 
 from streamswap.errors import PipelineError
+from streamswap.files import publish, temp_beside
 from streamswap.video.sinks import (
     _StreamCopier,  # the single-process sink's audio copy, shared
 )
@@ -47,9 +47,9 @@ def stitch(chunks: list[Path], output: str | Path, *, expected_frames: int, audi
 
     t0 = time.monotonic()
     out_path = Path(output)
-    tmp = out_path.with_name(f".{out_path.stem}.partial-{os.getpid()}{out_path.suffix}")
     if not chunks:
         raise PipelineError("stitch: no chunk to join")
+    tmp = temp_beside(out_path)
     out = av.open(str(tmp), "w")
     copier: _StreamCopier | None = None
     frames = 0
@@ -99,7 +99,7 @@ def stitch(chunks: list[Path], output: str | Path, *, expected_frames: int, audi
             if copier is not None:
                 copier.close()
             if ok:
-                os.replace(tmp, out_path)
+                publish(tmp, out_path)
             else:
                 tmp.unlink(missing_ok=True)
     return StitchReport(str(out_path), frames, copier.packets if copier else 0, time.monotonic() - t0)

@@ -3,7 +3,9 @@
 `<output folder>/.<output name>.streamswap-work/` holds `plan.json` (the input's identity, the
 job's settings and the chunk plan) and, per finished chunk, `chunk-NNNN.mp4` with a
 `chunk-NNNN.json` record written after it (a chunk counts as finished only when both exist, so a
-job killed mid-write leaves nothing that looks done). Workers send the chunk's bytes back
+job killed mid-write leaves nothing that looks done). The record holds the chunk file's SHA-256,
+checked when a re-run would reuse the chunk: a chunk that does not match (or a record without a
+hash, or one that cannot be read) is deleted and run again, never stitched. Workers send the chunk's bytes back
 through Ray's object store and the driver alone writes here, so the workers of a multi-machine
 cluster need no shared output folder. A plan that no longer matches (another
 input file, changed settings) is discarded with its chunks. The directory is removed once the
@@ -14,13 +16,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from streamswap.cluster.chunks import Chunk
+
+log = logging.getLogger(__name__)
 
 PLAN = "plan.json"
 
@@ -28,7 +33,8 @@ PLAN = "plan.json"
 @dataclass(frozen=True)
 class ChunkRecord:
     """A finished chunk: frames written, frames processed (with warm-up and look-ahead), seconds,
-    which worker (pid, host) ran it."""
+    which worker (pid, host) ran it, and the SHA-256 of its file (filled in by `WorkDir` when it
+    stores the chunk)."""
 
     number: int
     frames: int
@@ -37,6 +43,7 @@ class ChunkRecord:
     worker: int
     pid: int
     host: str
+    sha256: str = ""
 
 
 def work_dir_for(output: str | Path) -> Path:
@@ -62,6 +69,7 @@ class WorkDir:
 
     def __init__(self, root: Path, key: str, chunks: list[Chunk]) -> None:
         self.root, self.key, self.chunks = root, key, chunks
+        self._checked: dict[int, ChunkRecord] = {}  # records whose chunk file was hashed and matched
 
     @classmethod
     def open(cls, output: str | Path, key: str, chunks: list[Chunk]) -> WorkDir:
@@ -87,11 +95,28 @@ class WorkDir:
         return self.root / f"chunk-{number:04d}.part.mp4"
 
     def record(self, number: int) -> ChunkRecord | None:
-        """The finished chunk's record (None: not finished)."""
-        data = _read_json(self.root / f"chunk-{number:04d}.json")
-        if data is None or not self.chunk_path(number).is_file():
+        """The finished chunk's record (None: not finished). A chunk kept from an earlier run is
+        hashed once and must match its record; one that does not is deleted (and so run again)."""
+        if number in self._checked:
+            return self._checked[number]
+        meta = self.root / f"chunk-{number:04d}.json"
+        data = _read_json(meta)
+        path = self.chunk_path(number)
+        if data is None or not path.is_file():
             return None
-        return ChunkRecord(**data)
+        try:
+            record = ChunkRecord(**data)
+            ok = bool(record.sha256) and record.number == number and _sha256(path) == record.sha256
+        except (TypeError, ValueError, OSError):
+            record, ok = None, False
+        if not ok or record is None:
+            log.warning("chunk %d in %s does not match its record (damaged or changed): it is run again",
+                        number, self.root)
+            meta.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
+            return None
+        self._checked[number] = record
+        return record
 
     def finished(self) -> dict[int, ChunkRecord]:
         return {c.number: r for c in self.chunks if (r := self.record(c.number)) is not None}
@@ -102,7 +127,16 @@ class WorkDir:
         part = self.partial_path(number)
         part.write_bytes(data)
         os.replace(part, self.chunk_path(number))
+        record = replace(record, sha256=hashlib.sha256(data).hexdigest())
         _write_json(self.root / f"chunk-{number:04d}.json", asdict(record))
+        self._checked[number] = record
+
+    def mark_done(self, number: int, record: ChunkRecord) -> None:
+        """Record a chunk whose file is already complete at `chunk_path(number)` (a resumable
+        single-process job writes it there itself); its SHA-256 is taken here."""
+        record = replace(record, sha256=_sha256(self.chunk_path(number)))
+        _write_json(self.root / f"chunk-{number:04d}.json", asdict(record))
+        self._checked[number] = record
 
     def clean_partial(self) -> None:
         """Remove what unfinished chunk runs left (their partial and temporary files)."""
@@ -113,6 +147,15 @@ class WorkDir:
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+        self._checked.clear()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _read_json(path: Path) -> Any:

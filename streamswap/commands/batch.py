@@ -19,6 +19,7 @@ from rich.progress import (
 )
 
 from streamswap.cli import app
+from streamswap.redact import redact_data
 
 
 def _settings(workers: int | None, ray_address: str | None, chunk_seconds: float | None) -> Any:
@@ -50,15 +51,17 @@ def _run(label: str, quiet: bool, as_json: bool, job: Any) -> Any:
 
     try:
         report = job(None if quiet else show, notice)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from streamswap.stopping import exit_code_of, reason_of
+
         progress.stop()
-        Console(stderr=True).print("[yellow]interrupted[/]: the workers were stopped; finished chunks are kept, "
-                                   "run the same command again to do only what is left", highlight=False)
-        raise typer.Exit(130) from None
+        Console(stderr=True).print(f"[yellow]{reason_of(exc)}[/]: the workers were stopped; finished chunks are "
+                                   "kept, run the same command again to do only what is left", highlight=False)
+        raise typer.Exit(exit_code_of(exc)) from None
     finally:
         progress.stop()
     if as_json:
-        typer.echo(json.dumps(asdict(report), indent=2, default=str))
+        typer.echo(json.dumps(redact_data(asdict(report)), indent=2, default=str))
     for r in report.outputs:
         if r.status == "done":
             console.print(f"[green]done[/]: {escape(r.output)} ({r.frames} frames; {r.chunks_run} chunk(s) run, "

@@ -171,3 +171,64 @@ def scaling(
         table.add_row(f"{r['length_s']:g}", r["kind"], str(r["frames"]), f"{r['fps']:.1f}", _mib(r["peak_rss_mib"]),
                       _mib(r["peak_anon_mib"]), _mib(r["peak_gpu_mib"]))
     _emit(report, as_json, out, plot, table)
+
+
+@bench_app.command("resume")
+def resume(
+    input: Path = INPUT, source: Path = SOURCE, engine: str = ENGINE, device: str = DEVICE, batch_size: int = BATCH,
+    seconds: float = typer.Option(60.0, min=1.0, help="Loop the input (packet copy) to this length, s."),
+    repeats: int = typer.Option(2, min=1, help="Runs of each kind, alternating."),
+    stand_in: bool = STAND_IN, width: float = WIDTH, sr: bool = SR,
+    as_json: bool = AS_JSON, out: Path = OUT,
+) -> None:
+    """What resumability costs: the same swap as one file and as resumable segments."""
+    from streamswap.bench.resume import ResumeBenchSpec, bench_resume
+
+    job = _job("pipeline", input, source, engine, device, batch_size, None, stand_in, width, sr)
+    report = bench_resume(ResumeBenchSpec(job, seconds, repeats))
+    table = Table(title=f"resume: segmented overhead {report['overhead']:+.1%} over {report['frames']} frames")
+    for col in ("run", "fps (each)", "median s"):
+        table.add_column(col)
+    for kind in ("plain", "segmented"):
+        table.add_row(kind, ", ".join(f"{f:.1f}" for f in report[f"{kind}_fps"]), f"{report[f'{kind}_seconds']:.1f}")
+    _emit(report, as_json, out, None, table)
+
+
+@bench_app.command("stop-resume")
+def stop_resume(
+    input: Path = INPUT, source: Path = SOURCE,
+    seconds: float = typer.Option(720.0, min=1.0, help="Loop the input to this length, s (re-encoded)."),
+    size: str = typer.Option("640x360", help="Re-encode the looped input at WIDTHxHEIGHT."),
+    stop_at: float = typer.Option(0.6, min=0.05, max=0.95, help="SIGTERM once this fraction of segments is done."),
+    compare: bool = typer.Option(True, "--compare/--no-compare", help="Also run uninterrupted, to measure the seams."),
+    lossless: bool = typer.Option(True, "--lossless/--default-quality", help="Encode losslessly (x264 CRF 0), so the "
+                                  "seams show the processing's differences, not the encoder's."),
+    as_json: bool = AS_JSON, out: Path = OUT,
+) -> None:
+    """A long lite swap stopped by SIGTERM part-way, then the same command again: frames, audio,
+    what the second run decoded, and the seams against an uninterrupted run."""
+    import tempfile
+
+    from streamswap.bench.media import scaled_loop
+    from streamswap.bench.resume import stop_and_resume
+    from streamswap.errors import InputError
+
+    try:
+        w, h = (int(x) for x in size.lower().split("x"))
+    except ValueError:
+        raise InputError(f"--size {size!r}: give WIDTHxHEIGHT, e.g. 640x360") from None
+    with tempfile.TemporaryDirectory(dir=out.parent if out else None) as tmp:
+        clip = scaled_loop(input, Path(tmp) / "input.mp4", seconds=seconds, size=(w, h), loops=10**6)
+        report = stop_and_resume(str(clip), str(source), tmp, stop_at=stop_at, compare=compare,
+                                 extra=("--crf", "0", "--preset", "ultrafast") if lossless else ())
+    table = Table(title=f"stop at {stop_at:.0%} and resume: {report['frames_in_input']} frames")
+    for col in ("frames match", "audio identical", "2nd run decoded", "segments kept", "seams max diff",
+                "seams min PSNR", "x264 CRF 18 min PSNR"):
+        table.add_column(col)
+    seams = report.get("seams", {})
+    table.add_row(str(report["frames_match"]), str(report["audio_identical"]),
+                  f"{report['second_decoded_fraction']:.1%}",
+                  f"{report['second']['segments_reused']}/{report['second']['segments']}",
+                  f"{seams.get('max_abs_diff', '-')} ({seams.get('frames_differing', '-')} frames)",
+                  f"{seams.get('min_psnr_db') or '-'}", f"{report.get('encoder_noise_min_psnr_db', '-')}")
+    _emit(report, as_json, out, None, table)

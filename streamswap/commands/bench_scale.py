@@ -33,7 +33,7 @@ def measure_scale(input: str, source: str, *, workers: list[int], chunk_seconds:
 
     from streamswap.api import SwapOptions, swap_video
     from streamswap.bench.report import environment
-    from streamswap.cluster.run import ClusterSettings, FileJob, run_jobs
+    from streamswap.cluster.run import ClusterSettings, FileJob, run_jobs, start_local_cluster
 
     options = SwapOptions(sources=(source,), engine=engine, device=device, preset=preset)  # type: ignore[arg-type]
     runs: list[dict[str, Any]] = []
@@ -45,8 +45,8 @@ def measure_scale(input: str, source: str, *, workers: list[int], chunk_seconds:
                          "frames": rep.frames, "seconds": time.monotonic() - t0,
                          "fps": rep.frames / (time.monotonic() - t0), "processed_per_written": 1.0})
         started = not ray.is_initialized()
-        if started:
-            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+        if started:  # on 127.0.0.1 only, RAY_ADDRESS ignored, as a cluster job's own
+            start_local_cluster()
         try:
             resources = ray.cluster_resources()
             for chunk_s in chunk_seconds:

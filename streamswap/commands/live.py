@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from streamswap.cli import app
 from streamswap.errors import InputError
+from streamswap.redact import redact_data
 
 
 def _input_spec(value: str) -> str:
@@ -51,7 +52,12 @@ def live(
     console = Console(stderr=True, quiet=quiet)
     status = console.status("starting")
 
+    latest: list[Any] = []  # the job's report, for the summary of a job stopped by a signal
+
     def show(stats: Any, report: Any) -> None:
+        latest[:] = [report]
+        if quiet:
+            return
         if not status._live.is_started:  # noqa: SLF001 - start the readout with the first frame
             status.start()
         p95 = f"{stats.latency_p95_s * 1000:.0f} ms" if stats.latency_p95_s is not None else "-"
@@ -60,13 +66,22 @@ def live(
 
     try:
         report = live_swap(options, _input_spec(input), target, max_frames=max_frames, rtsp_transport=rtsp_transport,
-                           progress=None if quiet else show,
+                           progress=show,
                            notice=lambda m: console.print(f"[yellow]note:[/] {escape(m)}", highlight=False,
                                                           soft_wrap=True))
+    except KeyboardInterrupt:  # the usual end of a live job: summarise, then exit 128 + the signal
+        status.stop()
+        if latest:
+            _summary(console, latest[0], as_json)
+        raise
     finally:
         status.stop()
+    _summary(console, report, as_json)
+
+
+def _summary(console: Console, report: Any, as_json: bool) -> None:
     if as_json:
-        typer.echo(json.dumps(asdict(report), indent=2, default=str))
+        typer.echo(json.dumps(redact_data(asdict(report)), indent=2, default=str))
     p95 = f"{report.latency_p95_s * 1000:.0f} ms" if report.latency_p95_s is not None else "n/a"
     console.print(f"[green]stopped[/] ({report.engine} engine): {report.frames_in} frames in, {report.frames} out, "
                   f"{report.dropped} dropped to keep latency bounded, latency p95 {p95}, {report.fps:.1f} fps",

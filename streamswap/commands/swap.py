@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from streamswap.cli import app
+from streamswap.stopping import reason_of
 
 
 def run_swap(options: Any, target: str, output: str, *, quiet: bool, as_json: bool, label: str = "swap") -> Any:
@@ -24,8 +25,12 @@ def run_swap(options: Any, target: str, output: str, *, quiet: bool, as_json: bo
                         TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), TimeElapsedColumn(),
                         console=console, transient=False)
     task: list[Any] = []
+    latest: list[Any] = []  # the job's report, for the summary of a stopped job
 
     def show(stats: Any, report: Any) -> None:
+        latest[:] = [report]
+        if quiet:
+            return
         if not task:
             progress.start()
             task.append(progress.add_task(label, total=report.frames_expected, rate=""))
@@ -33,8 +38,12 @@ def run_swap(options: Any, target: str, output: str, *, quiet: bool, as_json: bo
                         rate=f"{stats.frames_per_s:5.1f} fps  faces {report.faces_swapped}")
 
     try:
-        report = swap_video(options, target, output, progress=None if quiet else show,
+        report = swap_video(options, target, output, progress=show,
                             notice=lambda m: console.print(f"[yellow]note:[/] {escape(m)}", highlight=False, soft_wrap=True))
+    except KeyboardInterrupt as exc:
+        progress.stop()
+        _stopped(latest[0] if latest else None, reason_of(exc), as_json)
+        raise
     finally:
         progress.stop()
     if as_json:
@@ -46,6 +55,23 @@ def run_swap(options: Any, target: str, output: str, *, quiet: bool, as_json: bo
         if not note.startswith("GHOST models not found"):  # already shown at the start
             console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     return report
+
+
+def _stopped(report: Any, reason: str, as_json: bool) -> None:
+    """What a stopped job leaves, on stderr (and the report as JSON on stdout)."""
+    console = Console(stderr=True)
+    if report is None:
+        console.print(f"[yellow]{reason}[/] before the first frame: nothing was written", highlight=False)
+        return
+    if as_json:
+        typer.echo(json.dumps(asdict(report), indent=2, default=str))
+    if report.frames and not report.complete:
+        again = ("run the same command again to continue from there" if report.resumable
+                 else "run the command again to redo it (--resume makes a stopped job continue instead)")
+        console.print(f"[yellow]{reason}[/]: {escape(report.output)} is valid up to frame {report.frames} "
+                      f"(playable); {again}", highlight=False, soft_wrap=True)
+    else:
+        console.print(f"[yellow]{reason}[/]: no frame was written", highlight=False)
 
 
 @app.command()
@@ -81,6 +107,9 @@ def swap(
                                     "HOST:6379 or auto) instead of starting a local one."),
     chunk_seconds: float = typer.Option(None, "--chunk-seconds", help="With --workers/--ray-address: chunk length, "
                                         "cut at keyframes (default 30)."),
+    resume: bool = typer.Option(None, "--resume/--no-resume", help="Write a video as segments, so that running the "
+                                "same command again after a stop or crash continues where it stopped "
+                                "[default: for videos of 60 s or more]."),
 ) -> None:
     """Swap a face into an image or a video (audio and timing kept; output marked as synthetic)."""
     from streamswap.api import SwapOptions
@@ -90,7 +119,7 @@ def swap(
                           batch_size=batch_size, detect_every=detect_every, crf=crf, preset=preset,
                           encoder=encoder, overwrite=overwrite, blocks=blocks, sr=sr, compile=compile,
                           generator=str(generator) if generator else None,
-                          start_s=start, end_s=end)
+                          start_s=start, end_s=end, resume=resume)
     if workers is not None or ray_address is not None:  # only then is Ray imported
         from streamswap.commands.batch import run_cluster_swap
 

@@ -27,6 +27,8 @@ from streamswap.cli import app
 from streamswap.devices import resolve_device
 from streamswap.video.probe import check_output_path
 from streamswap.errors import InputError, PipelineError
+from streamswap.redact import redact_data
+from streamswap.stopping import reason_of
 
 if TYPE_CHECKING:  # the runtime imports (torch, av) wait until the command runs: other commands start fast
     import torch
@@ -79,7 +81,7 @@ def _report(src: VideoSource, sink: Any, enc: BackendChoice, device: torch.devic
     info = src.info
     enc = getattr(sink, "choice", enc)  # a file sink falls back to x264 if NVENC fails to start
     out_path = Path(sink.report.path)
-    return {
+    return redact_data({  # what is shown: URLs without their credentials
         "status": status,
         "error": error,
         "input": src.spec,
@@ -100,7 +102,7 @@ def _report(src: VideoSource, sink: Any, enc: BackendChoice, device: torch.devic
         "warnings": list(src.warnings),
         "notes": list(sink.report.notes),
         "graph": stats.to_dict() if stats else None,
-    }
+    })
 
 
 @app.command()
@@ -151,7 +153,7 @@ def transcode(
         if out_kind == "file":
             enc = choose_encoder(encoder, device=dev, gpu=gpu)
             sink: Any = FileSink(output, src.info, settings, enc, overwrite=overwrite,
-                                 audio_from=src.spec if src.kind == "file" else None)
+                                 audio_from=src.spec if src.kind == "file" else None, recording=src.live)
         elif out_kind == "network":
             if encoder == "nvenc":
                 raise InputError("--encoder nvenc writes files only; streams use x264")
@@ -192,8 +194,8 @@ def transcode(
     except PipelineError as exc:
         status, error = "failed", str(exc)
         raise
-    except KeyboardInterrupt:
-        status, error = "interrupted", "interrupted by Ctrl-C"
+    except KeyboardInterrupt as exc:
+        status, error = "interrupted", reason_of(exc)
         raise
     finally:
         if progress:
@@ -219,7 +221,7 @@ def _summary(console: Console, r: dict[str, Any], wall_s: float) -> None:
     for line in r["warnings"] + r["notes"]:
         console.print(f"[yellow]note:[/] {escape(line)}", highlight=False)
     if r["status"] in ("failed", "interrupted") and frames:
-        console.print(f"the output is valid up to frame {frames}", highlight=False)
+        console.print(f"the output is valid up to frame {frames}: {escape(r['output'])}", highlight=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

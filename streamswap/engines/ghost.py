@@ -12,6 +12,7 @@ The parts are handed in (`GhostParts`), so the same code runs the published netw
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ from streamswap.faces.identity import TorchArcFace, chosen_face
 from streamswap.faces.landmarks import Landmark106
 from streamswap.faces.records import FaceBatch
 from streamswap.masks import GHOST_106, AdaptiveMasker, MaskSettings
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from streamswap.models.aei_net import AEINet
@@ -103,13 +106,33 @@ class GhostSwapper:
     def __init__(self, parts: GhostParts, identity: torch.Tensor, hysteresis_frames: int = 5) -> None:
         self.parts, self.identity = parts, identity
         self.masker = AdaptiveMasker(MaskSettings(scheme=GHOST_106, size=GHOST_CROP, hysteresis_frames=hysteresis_frames))
+        self.faces_skipped_nonfinite = 0  # generated faces with NaN/Inf values, left unswapped
 
     def __call__(self, frames: torch.Tensor, faces: FaceBatch, keys: Sequence[int], *,
                  inplace: bool = False) -> torch.Tensor:
         if len(faces) == 0:
             return frames
         crops = self.align(frames, faces)
-        return self.blend(frames, crops, self.super_resolve(self.generate(crops)), keys, inplace=inplace)
+        y = self.super_resolve(self.generate(crops))
+        # A generator that overflows (fp16) or was trained into NaN gives non-finite values, which
+        # the blend would turn into a black face: such faces are left as they are, and counted.
+        finite = torch.isfinite(y).flatten(1).all(1)  # one reduction for the whole batch
+        if not bool(finite.all()):  # one host sync per batch (the paste-back syncs anyway)
+            keep = finite.nonzero().flatten()
+            skipped = len(y) - len(keep)
+            if not self.faces_skipped_nonfinite:
+                log.warning("the generator gave non-finite values (NaN/Inf) for %d face(s): left unswapped", skipped)
+            self.faces_skipped_nonfinite += skipped
+            if len(keep) == 0:
+                return frames if inplace else frames.clone()
+            crops = GhostCrops(crops.m[keep], crops.frame_index[keep], crops.target[keep])
+            y = y[keep]
+            keys = [keys[i] for i in keep.tolist()]
+        return self.blend(frames, crops, y, keys, inplace=inplace)
+
+    def forget(self, keys: Sequence[int]) -> None:
+        """Drop the per-track state (mask hysteresis) of tracks that ended."""
+        self.masker.forget(keys)
 
     # The phases, separately callable so `bench stages` can time each alone.
     def align(self, frames: torch.Tensor, faces: FaceBatch) -> GhostCrops:

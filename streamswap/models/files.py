@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from streamswap.errors import ModelError
+from streamswap.files import ordinary_mode
 
 try:
     import fcntl
@@ -41,26 +42,6 @@ def disk_error(exc: OSError, path: Path) -> ModelError:
         return ModelError(f"{path} is a symbolic link, which the model cache never creates; "
                           "remove it and retry")
     return ModelError(f"cannot write {path}: {exc.strerror or exc}")
-
-
-def umask() -> int:
-    """The process umask, read without changing it where Linux allows (os.umask() sets it,
-    which would race with other threads creating files)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    old = os.umask(0o022)
-    os.umask(old)
-    return old
-
-
-def ordinary_mode() -> int:
-    """The mode a plain `open(path, "w")` would give: 0o666 less the umask."""
-    return 0o666 & ~umask()
 
 
 @contextmanager

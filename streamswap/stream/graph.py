@@ -40,8 +40,10 @@ log = logging.getLogger(__name__)
 FlowMode = Literal["file", "live"]
 
 
-class _Interrupted(Exception):
-    """Marks an abort caused by Ctrl-C (KeyboardInterrupt cannot be stored as a stage error)."""
+class Interrupted(Exception):
+    """Marks an abort caused by Ctrl-C or another stop signal (a KeyboardInterrupt cannot be stored
+    as a stage error); its text is the reason, e.g. 'stopped by SIGTERM'. The sink's `close(error)`
+    receives it, so a sink can tell a stop from a failure."""
 
 
 class Graph:
@@ -113,7 +115,7 @@ class Graph:
         if not first:
             log.debug("after the first failure, stage %s also raised %r", stage, exc)
             return
-        if not isinstance(exc, (StopPipeline, _Interrupted)):
+        if not isinstance(exc, (StopPipeline, Interrupted)):
             log.debug("stage %s failed at item %s", stage, item, exc_info=exc)
         self._stop.set()
         for ch in self._channels:
@@ -156,9 +158,9 @@ class Graph:
         """Ask the source to stop producing; what is in flight still reaches the sink."""
         self._stop.set()
 
-    def interrupt(self) -> None:
+    def interrupt(self, reason: str = "interrupted") -> None:
         """Abort as Ctrl-C does: stop everything now; the sink still finalises."""
-        self.fail(None, None, _Interrupted("interrupted"))
+        self.fail(None, None, Interrupted(reason))
 
     def run(self, progress: Callable[[GraphStats], None] | None = None,
             interval_s: float = 0.25) -> GraphStats:
@@ -175,8 +177,8 @@ class Graph:
                 if self._t_error is not None:  # aborting: wait for the threads, but not forever
                     self._join_after_abort()
                     break
-        except BaseException:  # Ctrl-C, or the progress callback failed: stop everything first
-            self.interrupt()
+        except BaseException as exc:  # Ctrl-C, or the progress callback failed: stop everything first
+            self.interrupt(str(exc) if isinstance(exc, KeyboardInterrupt) and str(exc) else "interrupted")
             self._join_after_abort()
             raise
         final = self.stats()
@@ -220,7 +222,7 @@ class Graph:
         err = self._error
         if err is None:
             return "done" if self._done.is_set() else "running"
-        if isinstance(err, _Interrupted):
+        if isinstance(err, Interrupted):
             return "interrupted"
         if isinstance(err, StopPipeline):
             return "stopped"
@@ -263,4 +265,4 @@ class Graph:
         )
 
 
-__all__ = ["FlowMode", "Graph"]
+__all__ = ["FlowMode", "Graph", "Interrupted"]

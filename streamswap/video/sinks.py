@@ -2,9 +2,12 @@
 have one), RTSP/RTMP servers, and a preview window.
 
 File output:
-- written to a hidden temporary name in the output's folder and renamed at the end; on an error or
-  Ctrl-C the sink still flushes the encoder, closes the container and renames, so the file is
-  playable up to the last written frame (nothing is renamed if no frame was written);
+- written to a hidden, exclusively created temporary file in the output's folder
+  (`streamswap.files`) and renamed to the final name only when complete; after an error or a
+  stop signal the sink still flushes the encoder and closes the container, and the file, playable
+  up to the last written frame, becomes `NAME.partial.EXT`: an existing complete output is never
+  replaced by a partial one (a live recording's stop is its normal end: it takes the final name;
+  nothing is kept if no frame was written);
 - each frame keeps its pts and time base, so variable frame rates stay in sync;
 - audio and subtitle streams of `audio_from` are copied packet by packet, not re-encoded
   (with `audio_range`, only that stretch of the input, shifted to start at 0 like the video),
@@ -31,9 +34,13 @@ import av
 import torch
 
 from streamswap.errors import InputError
+from streamswap.files import partial_name, publish, temp_beside
 from streamswap.frames import Frame
+from streamswap.redact import redact_url
+from streamswap.stream.graph import Interrupted
 from streamswap.stream.stage import StopPipeline
 from streamswap.video.color import rgb_to_nv12
+from streamswap.video.containers import choose_file_encoder, encoder_options, quiet_svt
 from streamswap.video.nv import BackendChoice, NvEncoder
 from streamswap.video.probe import VideoInfo
 
@@ -83,21 +90,27 @@ def _fps_hint(info: VideoInfo) -> Fraction:
 
 
 class _X264Writer:
-    """libx264 through PyAV: RGB frames in, packets of the output stream out."""
+    """libx264 (or `codec`, another CPU encoder such as libvpx-vp9 for containers that do not hold
+    H.264; see `video.containers`) through PyAV: RGB frames in, packets of the output stream out."""
 
     def __init__(self, out: av.container.OutputContainer, width: int, height: int, info: VideoInfo,
-                 settings: EncodeSettings) -> None:
-        s = out.add_stream("libx264", rate=_fps_hint(info))
+                 settings: EncodeSettings, codec: str = "libx264") -> None:
+        s = out.add_stream(codec, rate=_fps_hint(info))
         s.width, s.height, s.pix_fmt = width, height, "yuv420p"
         s.time_base = info.time_base
         cc = s.codec_context
         cc.time_base = info.time_base
-        opts = {"crf": str(settings.crf), "preset": settings.preset}
+        if codec == "libx264":
+            opts = {"crf": str(settings.crf), "preset": settings.preset}
+            preset_lookahead = X264_LOOKAHEAD[settings.preset]
+            if settings.max_lookahead is not None and settings.max_lookahead < preset_lookahead:
+                opts["rc-lookahead"] = str(settings.max_lookahead)
+        else:
+            if codec == "libsvtav1":
+                quiet_svt()
+            opts = encoder_options(codec, settings.crf, settings.preset, settings.max_lookahead)
         if settings.gop:
             opts["g"] = str(settings.gop)
-        preset_lookahead = X264_LOOKAHEAD[settings.preset]
-        if settings.max_lookahead is not None and settings.max_lookahead < preset_lookahead:
-            opts["rc-lookahead"] = str(settings.max_lookahead)
         cc.options = opts
         cc.thread_count = settings.threads
         cc.color_range = 1  # MPEG levels, what we convert to
@@ -222,12 +235,8 @@ class SinkReport:
     padded: bool = False
     audio_packets: int = 0
     finalised: bool = False
+    complete: bool = False  # True: the output took its final name (see FileSink)
     notes: list[str] = field(default_factory=list)
-
-
-def _temp_name(final: Path) -> Path:
-    # same folder (so the rename is atomic), same suffix (so FFmpeg picks the same container)
-    return final.with_name(f".{final.stem}.partial-{os.getpid()}{final.suffix}")
 
 
 class FileSink:
@@ -236,8 +245,10 @@ class FileSink:
     def __init__(self, path: str | os.PathLike[str], info: VideoInfo, settings: EncodeSettings,
                  choice: BackendChoice, *, audio_from: str | None = None, overwrite: bool = False,
                  nvenc_factory: Callable[..., Any] | None = None, metadata: dict[str, str] | None = None,
-                 audio_range: tuple[float, float | None] = (0.0, None)) -> None:
+                 audio_range: tuple[float, float | None] = (0.0, None), recording: bool = False) -> None:
+        """recording: a live recording, complete whenever it is stopped (not failed)."""
         self.path = Path(path)
+        self.recording = recording
         if not self.path.parent.is_dir():
             raise InputError(f"output folder {self.path.parent} does not exist")
         if self.path.exists() and not overwrite:
@@ -245,10 +256,11 @@ class FileSink:
         if self.path.is_dir():
             raise InputError(f"output {self.path} is a directory")
         self.info, self.settings, self.choice = info, settings, choice
+        self._encoder, self.choice = choose_file_encoder(self.path, choice)  # e.g. .webm: VP9; .gif: refused
         self._audio_from = audio_from
         self._audio_range = audio_range  # (start, end) s of the input the video frames come from
         self._nvenc_factory = nvenc_factory or NvEncoder
-        self.tmp = _temp_name(self.path)
+        self.tmp = temp_beside(self.path)
         try:
             self._out = av.open(str(self.tmp), "w")
         except (av.error.FFmpegError, ValueError) as exc:
@@ -259,7 +271,7 @@ class FileSink:
         self._copier: _StreamCopier | None = None
         self._size: tuple[int, int] | None = None
         self._last_end_s = 0.0
-        self.report = SinkReport(str(self.path), choice.backend)
+        self.report = SinkReport(str(self.path), self.choice.backend)
 
     def _open_streams(self, frame: Frame) -> None:
         h, w = frame.height, frame.width
@@ -280,7 +292,7 @@ class FileSink:
         if self.choice.backend == "nvenc":
             self._writer = _AnnexBWriter(self._out, W, H, self.info, enc)
         else:
-            self._writer = _X264Writer(self._out, W, H, self.info, self.settings)
+            self._writer = _X264Writer(self._out, W, H, self.info, self.settings, self._encoder.codec)
         if self._audio_from:
             self._copier = _StreamCopier(self._audio_from, self._out, self._audio_range[0])
             self.report.notes += self._copier.notes
@@ -327,7 +339,12 @@ class FileSink:
                 if self._copier:
                     self._copier.close()
                 if self.report.frames:
-                    os.replace(self.tmp, self.path)
+                    complete = error is None or (self.recording and isinstance(error, Interrupted))
+                    final = self.path if complete else partial_name(self.path)
+                    publish(self.tmp, final)
+                    self.report.path, self.report.complete = str(final), complete
+                    if complete:  # an earlier stopped run's partial is superseded
+                        partial_name(self.path).unlink(missing_ok=True)
                 else:
                     self.tmp.unlink(missing_ok=True)
                     self.report.notes.append("no frame was written: no output file")
@@ -369,7 +386,7 @@ class NetworkSink:
             raise InputError(f"cannot stream to {scheme}:// (use rtsp:// or rtmp://)")
         port = u.port or (554 if scheme == "rtsp" else 1935)
         if not u.hostname:
-            raise InputError(f"no host in {url}")
+            raise InputError(f"no host in {redact_url(url)}")
         try:
             socket.create_connection((u.hostname, port), timeout=connect_timeout_s).close()
         except OSError as exc:
@@ -380,12 +397,12 @@ class NetworkSink:
         try:
             self._out = av.open(url, "w", format=fmt, options=opts)
         except av.error.FFmpegError as exc:
-            raise InputError(f"cannot stream to {url}: {exc}") from None
+            raise InputError(f"cannot stream to {redact_url(url)}: {redact_url(str(exc))}") from None
         self.url, self.info, self.settings = url, info, settings
         self._stream: Any = None
         self._pts0: int | None = None
         self._last = -1
-        self.report = SinkReport(url, "x264")
+        self.report = SinkReport(redact_url(url), "x264")  # what is shown: no credentials
 
     def _open_stream(self, frame: Frame) -> None:
         fps = _fps_hint(self.info)
@@ -520,8 +537,6 @@ class ImageSink:
         self.report = SinkReport(str(self.path), "image")
 
     def write(self, frame: Frame) -> None:
-        import tempfile
-
         import cv2
         import numpy as np
 
@@ -529,11 +544,14 @@ class ImageSink:
         ok, data = cv2.imencode(self.path.suffix or ".png", np.ascontiguousarray(rgb[:, :, ::-1]))
         if not ok:
             raise InputError(f"cannot encode {self.path.suffix!r} images; use .png or .jpg")
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=self.path.suffix)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.tobytes())
-        os.replace(tmp, self.path)
+        tmp = temp_beside(self.path)
+        try:
+            tmp.write_bytes(data.tobytes())
+            publish(tmp, self.path)
+        finally:
+            tmp.unlink(missing_ok=True)
         self.report.frames += 1
+        self.report.complete = True
 
     def close(self, error: BaseException | None = None) -> None:
         self.report.finalised = True

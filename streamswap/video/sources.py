@@ -28,6 +28,7 @@ import torch
 
 from streamswap.errors import InputError
 from streamswap.frames import Frame
+from streamswap.redact import redact_url
 from streamswap.video.color import nv12_to_rgb
 from streamswap.video.nv import BackendChoice, GpuProbe, NvDecoder, choose_decoder, probe_gpu
 from streamswap.video.probe import (
@@ -305,7 +306,10 @@ class ImageSource(VideoSource):
 
         self.spec = path
         self.choice = BackendChoice("opencv", "still image")
-        bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+        from streamswap.limits import check_image
+
+        # the size from the header first: a huge image is refused before it is decoded
+        bgr = cv2.imread(path, cv2.IMREAD_COLOR) if check_image(path) is not None else None
         if bgr is None:
             raise InputError(f"cannot read {path} as an image (damaged, or not an image)")
         rgb = np.ascontiguousarray(bgr[:, :, ::-1])
@@ -368,7 +372,7 @@ class LiveSource(VideoSource):
             if self._stop.is_set():
                 break
             if attempt:
-                log.info("reconnecting to %s in %.1f s (attempt %d of %d)", self.spec, delay, attempt,
+                log.info("reconnecting to %s in %.1f s (attempt %d of %d)", redact_url(self.spec), delay, attempt,
                          attempts - 1)
                 if self._stop.wait(delay):
                     break
@@ -378,7 +382,7 @@ class LiveSource(VideoSource):
                 container = av.open(target, **kwargs)
             except (av.error.FFmpegError, OSError) as exc:
                 last_err = getattr(exc, "strerror", None) or str(exc)
-                log.info("cannot open %s: %s", self.spec, last_err)
+                log.info("cannot open %s: %s", redact_url(self.spec), redact_url(last_err))
                 continue
             try:
                 stream = video_stream(container, self.spec)
@@ -392,10 +396,10 @@ class LiveSource(VideoSource):
                 return container, stream, first
             except (av.error.FFmpegError, OSError) as exc:
                 last_err = getattr(exc, "strerror", None) or str(exc)
-                log.info("no frame from %s: %s", self.spec, last_err)
+                log.info("no frame from %s: %s", redact_url(self.spec), redact_url(last_err))
                 container.close()
         what = "open" if initial else "reconnect to"
-        raise InputError(f"cannot {what} {self.spec} after {attempts} attempt(s): {last_err}")
+        raise InputError(f"cannot {what} {redact_url(self.spec)} after {attempts} attempt(s): {redact_url(last_err)}")
 
     def __iter__(self) -> Iterator[Frame]:
         tb = self.info.time_base
@@ -423,7 +427,7 @@ class LiveSource(VideoSource):
                     return
             if self.kind == "webcam" or not self.live or self._stop.is_set():
                 return
-            log.warning("%s stopped delivering frames; reconnecting", self.spec)
+            log.warning("%s stopped delivering frames; reconnecting", redact_url(self.spec))
             self._container.close()
             self._container, self._stream, first = self._connect(initial=False)
             self.reconnects += 1
