@@ -8,12 +8,16 @@ a partial file under the final name.
   atomic rename over `final`.
 - `partial_name(final)`: where a stopped or failed job leaves what it wrote, `NAME.partial.EXT`,
   so an existing complete output is untouched until a complete one replaces it.
+- `replacing(final)` / `write_atomic(final, data)`: both of the above around a write (the
+  temporary file is removed if the write fails).
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -58,4 +62,29 @@ def publish(tmp: str | os.PathLike[str], final: str | os.PathLike[str]) -> Path:
     return Path(final)
 
 
-__all__ = ["ordinary_mode", "partial_name", "publish", "temp_beside", "umask"]
+@contextmanager
+def replacing(final: str | os.PathLike[str], *, fsync: bool = False) -> Iterator[Path]:
+    """Yield a fresh temporary path beside `final`; when the block ends without an error, the
+    file (flushed to disk first with `fsync`) replaces `final` atomically."""
+    tmp = temp_beside(final)
+    try:
+        yield tmp
+        if fsync:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        publish(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomic(final: str | os.PathLike[str], data: bytes | str) -> Path:
+    """Write `data` (str as UTF-8) to `final` through `replacing`. Returns `final`."""
+    with replacing(final) as tmp:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    return Path(final)
+
+
+__all__ = ["ordinary_mode", "partial_name", "publish", "replacing", "temp_beside", "umask", "write_atomic"]

@@ -7,7 +7,6 @@ the step, the settings as JSON, and per rank the RNG states and the data loader'
 
 from __future__ import annotations
 
-import os
 import random
 import re
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from streamswap.errors import InputError
+from streamswap.files import replacing
 
 _NAME = re.compile(r"^step_(\d{9})\.pt$")
 
@@ -42,12 +42,8 @@ def save_checkpoint(state: dict[str, Any], path: Path, keep: int = 0) -> Path:
     """Write `state` to `path` atomically (a temporary file, fsync, os.replace); then delete
     all but the newest `keep` checkpoints of the folder (0 keeps all)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        torch.save(state, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    with replacing(path, fsync=True) as tmp:
+        torch.save(state, tmp)
     if keep > 0:
         for _, old in list_checkpoints(path.parent)[:-keep]:
             old.unlink(missing_ok=True)

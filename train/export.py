@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from streamswap.errors import InputError
+from streamswap.files import replacing
 from train.checkpoint import latest_checkpoint, load_checkpoint
 from train.networks import generator_name
 
@@ -57,7 +58,6 @@ def export_generator(checkpoint: Path, out: Path) -> ExportReport:
         dest = out / f"{generator_name(blocks)}.pth"
     dest.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state["generator"].items()}
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    torch.save(tensors, tmp)
-    tmp.replace(dest)
+    with replacing(dest) as tmp:
+        torch.save(tensors, tmp)
     return ExportReport(dest, int(state["step"]), blocks, swap_ready, len(tensors))

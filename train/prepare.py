@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from streamswap.errors import InputError
+from streamswap.files import write_atomic
 from streamswap.faces.align import arcface_align, ghost_align, warp_crops
 from streamswap.faces.records import FaceBatch
 
@@ -243,9 +244,7 @@ def save_manifest(output_dir: Path, manifest: dict[str, Any]) -> None:
     """Write manifest.json atomically (temporary file + os.replace), with its summary refreshed."""
     manifest.update(_summarise(manifest))
     path = Path(output_dir) / MANIFEST
-    tmp = path.with_name(MANIFEST + ".part")
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=False))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(manifest, indent=1, sort_keys=False))
 
 
 # -- faces and crops ------------------------------------------------------------------------
@@ -294,9 +293,7 @@ def write_crop(crop: torch.Tensor, path: Path, image_format: str, jpeg_quality: 
     ok, data = cv2.imencode(f".{image_format}", bgr, params)
     if not ok:
         raise InputError(f"could not encode {path}")
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(data.tobytes())
-    os.replace(tmp, path)
+    write_atomic(path, data.tobytes())
 
 
 # -- the job --------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from streamswap.errors import InputError
+from streamswap.files import write_atomic
 
 HASH_BLOCK = 1 << 20
 
@@ -118,10 +119,7 @@ def record_complete(output: str | os.PathLike[str], frames: int, key: str = "") 
     """Hash the finished `output` and write its completion record beside it (atomically)."""
     out = Path(output)
     record = CompletionRecord(frames, out.stat().st_size, sha256_of(out), key)
-    path = done_path_for(out)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(asdict(record), indent=1))
-    os.replace(tmp, path)
+    write_atomic(done_path_for(out), json.dumps(asdict(record), indent=1))
     return record
 
 

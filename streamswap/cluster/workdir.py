@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from streamswap.cluster.chunks import Chunk
+from streamswap.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,4 @@ def _read_json(path: Path) -> Any:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=1))

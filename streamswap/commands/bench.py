@@ -199,6 +199,7 @@ def stop_resume(
     input: Path = INPUT, source: Path = SOURCE,
     seconds: float = typer.Option(720.0, min=1.0, help="Loop the input to this length, s (re-encoded)."),
     size: str = typer.Option("640x360", help="Re-encode the looped input at WIDTHxHEIGHT."),
+    fps: int = typer.Option(25, min=1, help="... and this frame rate (each input frame becomes one frame)."),
     stop_at: float = typer.Option(0.6, min=0.05, max=0.95, help="SIGTERM once this fraction of segments is done."),
     compare: bool = typer.Option(True, "--compare/--no-compare", help="Also run uninterrupted, to measure the seams."),
     lossless: bool = typer.Option(True, "--lossless/--default-quality", help="Encode losslessly (x264 CRF 0), so the "
@@ -218,7 +219,7 @@ def stop_resume(
     except ValueError:
         raise InputError(f"--size {size!r}: give WIDTHxHEIGHT, e.g. 640x360") from None
     with tempfile.TemporaryDirectory(dir=out.parent if out else None) as tmp:
-        clip = scaled_loop(input, Path(tmp) / "input.mp4", seconds=seconds, size=(w, h), loops=10**6)
+        clip = scaled_loop(input, Path(tmp) / "input.mp4", seconds=seconds, size=(w, h), fps=fps, loops=10**6)
         report = stop_and_resume(str(clip), str(source), tmp, stop_at=stop_at, compare=compare,
                                  extra=("--crf", "0", "--preset", "ultrafast") if lossless else ())
     table = Table(title=f"stop at {stop_at:.0%} and resume: {report['frames_in_input']} frames")
