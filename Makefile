@@ -22,8 +22,8 @@ ORT    := onnxruntime
 ORT_OFF:= onnxruntime-gpu
 endif
 # Test order is fixed (pytest-randomly off) so a red run reproduces; a shuffled run:
-#   make test PYTEST_ARGS="-q -n 2 --randomly-seed=1234"
-PYTEST_ARGS ?= -q -n 2 --durations=15 -p no:randomly
+#   make test PYTEST_ARGS="-q -n 2 --dist worksteal --randomly-seed=1234"
+PYTEST_ARGS ?= -q -n 2 --dist worksteal --durations=15 -p no:randomly
 
 .PHONY: install demo test test-services clean
 

@@ -167,8 +167,8 @@ def transcode(
         raise
 
     if not quiet:
-        console.print(f"decode: [bold]{escape(src.choice.backend)}[/] ({escape(src.choice.reason)})", highlight=False)
-        console.print(f"encode: [bold]{escape(enc.backend)}[/] ({escape(enc.reason)})", highlight=False)
+        console.print(f"decode: [bold]{escape(src.choice.backend)}[/] ({escape(src.choice.reason)})", highlight=False, soft_wrap=True)
+        console.print(f"encode: [bold]{escape(enc.backend)}[/] ({escape(enc.reason)})", highlight=False, soft_wrap=True)
     mode = "live" if src.live else "file"
     graph = Graph(Source("decode", src, src.close), [], Sink("encode", sink.write, sink.close, queue_size=queue),
                   mode=mode, fault=injected, gpu_memory=cuda_memory_probe(dev))
@@ -213,15 +213,15 @@ def _summary(console: Console, r: dict[str, Any], wall_s: float) -> None:
     size = f", {r['output_bytes'] / 2**20:.1f} MiB" if r["output_bytes"] else ""
     colour = {"done": "green", "stopped": "green", "failed": "red", "interrupted": "yellow"}.get(r["status"], "white")
     console.print(f"[{colour}]{r['status']}[/]: {frames} frames in {wall_s:.1f} s ({fps:.1f} fps) -> "
-                  f"{escape(r['output'])}{size}", highlight=False)
+                  f"{escape(r['output'])}{size}", highlight=False, soft_wrap=True)
     if r["audio_packets"]:
-        console.print(f"copied {r['audio_packets']} audio/subtitle packets without re-encoding", highlight=False)
+        console.print(f"copied {r['audio_packets']} audio/subtitle packets without re-encoding", highlight=False, soft_wrap=True)
     if r["dropped"]:
-        console.print(f"live input: dropped {r['dropped']} frames to keep latency bounded", highlight=False)
+        console.print(f"live input: dropped {r['dropped']} frames to keep latency bounded", highlight=False, soft_wrap=True)
     for line in r["warnings"] + r["notes"]:
-        console.print(f"[yellow]note:[/] {escape(line)}", highlight=False)
+        console.print(f"[yellow]note:[/] {escape(line)}", highlight=False, soft_wrap=True)
     if r["status"] in ("failed", "interrupted") and frames:
-        console.print(f"the output is valid up to frame {frames}: {escape(r['output'])}", highlight=False)
+        console.print(f"the output is valid up to frame {frames}: {escape(r['output'])}", highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":  # pragma: no cover
