@@ -56,7 +56,8 @@ class SwapOptions:
     generator: a GHOST generator file of your own (e.g. from `train export`) instead of the
     published G_unet_{blocks} (loaded strictly; not hash-pinned like the model cache's files);
     resume: write a video file job as segments that a re-run of a stopped job keeps (None: for
-    jobs of at least `ResumeSettings.min_s`; see streamswap.resume)."""
+    jobs of at least `ResumeSettings.min_s`; see streamswap.resume); segment_s: the length of a
+    resumable job's segments (None: `ResumeSettings.segment_s`)."""
 
     def __post_init__(self) -> None:
         if self.start_s < 0 or (self.end_s is not None and self.end_s <= self.start_s):
@@ -82,6 +83,7 @@ class SwapOptions:
     end_s: float | None = None
     generator: str | None = None
     resume: bool | None = None
+    segment_s: float | None = None
 
 
 @dataclass
@@ -321,7 +323,7 @@ def _plan_resume(options: SwapOptions, engine: str, src: Any, target: str, outpu
     duration = src.info.duration_s
     if duration is not None and (options.start_s > 0 or options.end_s is not None):
         duration = min(duration, options.end_s or duration) - options.start_s
-    settings = ResumeSettings()
+    settings = ResumeSettings() if options.segment_s is None else ResumeSettings(segment_s=options.segment_s)
     if not wants_resume(options.resume, duration, settings):
         return None
     if choose_encoder(options.encoder, device=device, gpu=gpu).backend != "x264":

@@ -31,7 +31,7 @@ from streamswap.cluster.chunks import Chunk, PlanSettings, VideoIndex, frame_ran
 from streamswap.cluster.outputs import OutputLock
 from streamswap.cluster.stitch import stitch
 from streamswap.cluster.workdir import ChunkRecord, WorkDir, fingerprint, input_identity
-from streamswap.errors import StreamSwapError
+from streamswap.errors import InputError, StreamSwapError
 from streamswap.files import partial_name
 from streamswap.frames import Frame
 from streamswap.video.sources import FrameSpan
@@ -47,6 +47,10 @@ class ResumeSettings:
     min_s: float = 60.0
     segment_s: float = 10.0
     warmup_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.segment_s < 1.0:
+            raise InputError(f"--segment-seconds {self.segment_s:g}: give at least 1 second")
 
 
 @dataclass

@@ -110,6 +110,8 @@ def swap(
     resume: bool = typer.Option(None, "--resume/--no-resume", help="Write a video as segments, so that running the "
                                 "same command again after a stop or crash continues where it stopped "
                                 "[default: for videos of 60 s or more]."),
+    segment_seconds: float = typer.Option(None, "--segment-seconds", help="A resumable job's segment length, s: "
+                                          "what a resumed run redoes at most (default 10)."),
 ) -> None:
     """Swap a face into an image or a video (audio and timing kept; output marked as synthetic)."""
     from streamswap.api import SwapOptions
@@ -119,7 +121,7 @@ def swap(
                           batch_size=batch_size, detect_every=detect_every, crf=crf, preset=preset,
                           encoder=encoder, overwrite=overwrite, blocks=blocks, sr=sr, compile=compile,
                           generator=str(generator) if generator else None,
-                          start_s=start, end_s=end, resume=resume)
+                          start_s=start, end_s=end, resume=resume, segment_s=segment_seconds)
     if workers is not None or ray_address is not None:  # only then is Ray imported
         from streamswap.commands.batch import run_cluster_swap
 
