@@ -240,7 +240,8 @@ class SegmentSink:
         except (StreamSwapError, OSError) as exc:  # the segments stay: the next run resumes anyway
             self.report.notes.append(f"could not write {target.name} ({exc}); the finished segments are kept")
             return
-        self.report.path, self.report.output_frames, self.report.audio_packets = str(target), rep.frames, rep.audio_packets
+        self.report.path, self.report.output_frames = str(target), rep.frames
+        self.report.audio_packets = rep.audio_packets
 
 
 __all__ = ["ResumePlan", "ResumeSettings", "SegmentReport", "SegmentSink", "plan_resume", "wants_resume"]

@@ -137,7 +137,8 @@ def test_a_stopped_swap_continues_where_it_stopped(tmp_path, cli, shared_data):
 
 
 def test_a_second_job_on_the_same_output_is_refused_while_the_first_runs(tmp_path, cli, shared_data):
-    src = make_video(tmp_path / "in.mp4", frames=3000, size=(160, 96), fps=10, gop=10)  # the first job outlasts the second's start
+    # long enough that the first job outlasts the second's start
+    src = make_video(tmp_path / "in.mp4", frames=3000, size=(160, 96), fps=10, gop=10)
     out = tmp_path / "out.mp4"
     first = start_cli(*_swap(src, out))
     _wait_for(lambda: (tmp_path / ".out.mp4.streamswap-work" / "plan.json").exists())
