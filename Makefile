@@ -25,7 +25,7 @@ endif
 #   make test PYTEST_ARGS="-q -n 2 --dist worksteal --randomly-seed=1234"
 PYTEST_ARGS ?= -q -n 2 --dist worksteal --durations=15 -p no:randomly
 
-.PHONY: install demo test test-services clean
+.PHONY: install demo lint test test-services clean
 
 install: $(STAMP)
 
@@ -55,7 +55,13 @@ test-services:
 		(apt-get update -qq && apt-get install -y -qq rtsp-server-perl >/dev/null) || \
 		echo "note: rtsp-server-perl not installed; RTSP tests will skip"; }
 
-test: install test-services
+# Lint, format and types first (seconds), then the suite
+lint: install
+	$(PY) -m ruff check streamswap
+	$(PY) -m ruff format --check streamswap
+	$(PY) -m mypy
+
+test: install test-services lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -1,124 +1,12 @@
-"""Generator throughput (faces/s) by batch size: AEI-Net forward only, inputs already on the device.
+"""Generator throughput (faces/s) by batch size: AEI-Net forward only.
+The measurement is streamswap/bench/generator.py; this is its command line (`--help`)."""
 
-    python benchmarks/bench_generator.py                      # all configs this machine can run
-    python benchmarks/bench_generator.py --batches 1,2,4 --max-seconds 10 --out /tmp/g.json
-
-Configs: `cpu-fp32` always; with CUDA also `cuda-fp32`, `cuda-fp16-cl` (fp16, channels_last) and
-`cuda-fp16-cl-compile` (the same under torch.compile). Weights are random (speed does not depend
-on their values); pass --weights to time a real file. Writes JSON (default
-benchmarks/results/generator.json).
-"""
-
-from __future__ import annotations
-
-import argparse
-import json
-import os
-import platform
 import sys
-import time
 from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's streamswap, installed or not
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from streamswap.models.aei_net import AEINet, AEINetConfig  # noqa: E402
-from streamswap.models.inference import InferenceSettings, prepare_generator, run_generator  # noqa: E402
-from streamswap.models.weights import load_weights  # noqa: E402
-
-CONFIGS: dict[str, InferenceSettings] = {
-    "cpu-fp32": InferenceSettings(device="cpu", precision="float32", channels_last=False),
-    "cuda-fp32": InferenceSettings(device="cuda", precision="float32", channels_last=False),
-    "cuda-fp16-cl": InferenceSettings(device="cuda", precision="float16", channels_last=True),
-    "cuda-fp16-cl-compile": InferenceSettings(device="cuda", precision="float16", channels_last=True,
-                                              compile=True),
-}
-
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def bench_one(model: torch.nn.Module, settings: InferenceSettings, batch: int, max_seconds: float,
-              warmup: int) -> dict[str, float | int]:
-    """Time forward passes of one batch size until `max_seconds` pass (at least one)."""
-    device = settings.device
-    x = torch.rand(batch, 3, 256, 256, device=device) * 2 - 1
-    z = torch.nn.functional.normalize(torch.randn(batch, 512, device=device), dim=1)
-    for _ in range(warmup):
-        run_generator(model, x, z, settings)
-    _sync(device)
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    iters, start = 0, time.perf_counter()
-    while True:
-        run_generator(model, x, z, settings)
-        _sync(device)
-        iters += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= max_seconds:
-            break
-    row: dict[str, float | int] = {"batch": batch, "iters": iters, "seconds": round(elapsed, 3),
-                                   "ms_per_batch": round(1000 * elapsed / iters, 2),
-                                   "faces_per_s": round(batch * iters / elapsed, 2)}
-    if device.startswith("cuda"):
-        row["peak_mem_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
-    return row
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batches", default="1,2,4,8,16,32,64", help="comma-separated batch sizes")
-    ap.add_argument("--max-seconds", type=float, default=10.0, help="timed seconds per batch size")
-    ap.add_argument("--blocks", type=int, default=2, choices=(1, 2, 3), help="AAD blocks (2 = GHOST's main)")
-    ap.add_argument("--configs", default=None, help=f"comma-separated subset of {','.join(CONFIGS)}")
-    ap.add_argument("--weights", type=Path, default=None, help="a G_unet_*.pth to load (optional)")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "generator.json")
-    args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    batches = [int(b) for b in args.batches.split(",")]
-    names = args.configs.split(",") if args.configs else [
-        n for n in CONFIGS if torch.cuda.is_available() or not n.startswith("cuda")]
-
-    report: dict = {
-        "model": f"AEI-Net unet {args.blocks} blocks", "weights": str(args.weights) if args.weights else "random",
-        "torch": torch.__version__, "python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
-        "cpu_threads": torch.get_num_threads(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "max_seconds": args.max_seconds, "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
-        "results": {},
-    }
-    for name in names:
-        settings = CONFIGS[name]
-        net = AEINet(AEINetConfig(num_blocks=args.blocks))
-        if args.weights:
-            load_weights(net, args.weights)
-        model = prepare_generator(net, settings)
-        warmup = 1 if settings.device == "cpu" else (3 if not settings.compile else 5)
-        rows = []
-        for b in batches:
-            try:
-                row = bench_one(model, settings, b, args.max_seconds, warmup)
-            except torch.cuda.OutOfMemoryError:
-                rows.append({"batch": b, "error": "out of memory"})
-                torch.cuda.empty_cache()
-                break
-            rows.append(row)
-            print(f"{name:22s} batch {b:3d}: {row['faces_per_s']:9.2f} faces/s "
-                  f"({row['ms_per_batch']} ms/batch, {row['iters']} iters)", flush=True)
-        report["results"][name] = rows
-        del model, net
-    # other processes on the machine skew CPU numbers: keep the evidence with them
-    report["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
-    return 0
-
+from streamswap.bench.generator import main  # noqa: E402
 
 if __name__ == "__main__":
     raise SystemExit(main())

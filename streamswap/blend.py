@@ -24,17 +24,15 @@ from kornia.color import lab_to_rgb, rgb_to_lab
 from kornia.geometry.transform import warp_affine
 
 from streamswap.errors import InputError
-from streamswap.faces.align import invert_affine
+from streamswap.faces.align import crop_corners_in_frame, invert_affine
+from streamswap.transfer import like_device
 
 
 def warped_boxes(m: torch.Tensor, crop_size: tuple[int, int], frame_size: tuple[int, int]) -> torch.Tensor:
     """Integer boxes (K, 4) x0, y0, x1, y1 (exclusive ends) of the frame pixels a crop reaches
     when warped back: the crop's corners through the inverse of m (K, 2, 3) frame -> crop, one
     pixel of slack for bilinear taps, clamped to the frame (W, H). Empty boxes have x1 <= x0."""
-    h, w = crop_size
-    inv = invert_affine(m.double())
-    corners = torch.tensor([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], dtype=torch.float64, device=m.device)
-    pts = corners[None] @ inv[:, :, :2].transpose(1, 2) + inv[:, None, :, 2]
+    pts = crop_corners_in_frame(m, crop_size)
     lo = torch.floor(pts.amin(1)) - 1
     hi = torch.ceil(pts.amax(1)) + 2
     fw, fh = frame_size
@@ -43,14 +41,21 @@ def warped_boxes(m: torch.Tensor, crop_size: tuple[int, int], frame_size: tuple[
     return torch.stack([x0, y0, x1, y1], 1).long()
 
 
-def paste_back(frames: torch.Tensor, crops: torch.Tensor, masks: torch.Tensor, m: torch.Tensor,
-               frame_index: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+def paste_back(
+    frames: torch.Tensor,
+    crops: torch.Tensor,
+    masks: torch.Tensor,
+    m: torch.Tensor,
+    frame_index: torch.Tensor,
+    inplace: bool = False,
+) -> torch.Tensor:
     """Composite generated crops into their frames.
 
     frames: (N, 3, H, W) uint8 RGB (e.g. `torch.stack([f.image for f in batch]).permute(0, 3, 1, 2)`);
     crops: (K, 3, h, w) uint8 or float in [0, 255]; masks: (K, 1, h, w) float in [0, 1];
     m: (K, 2, 3) frame -> crop matrices (cv2 convention, as from `faces.align.ghost_align`);
-    frame_index: (K,) frame of each crop. All on the frames' device. Returns (N, 3, H, W) uint8:
+    frame_index: (K,) frame of each crop. Crops and masks on the frames' device; m and
+    frame_index there too, or both in host memory (then nothing waits). Returns (N, 3, H, W) uint8:
     `frames` itself when inplace, else a copy; pixels outside the faces' regions are untouched.
     """
     if frames.ndim != 4 or frames.shape[1] != 3 or frames.dtype != torch.uint8:
@@ -63,18 +68,21 @@ def paste_back(frames: torch.Tensor, crops: torch.Tensor, masks: torch.Tensor, m
         return out
     dev = frames.device
     fh, fw = frames.shape[-2:]
-    boxes = warped_boxes(m.to(dev), tuple(crops.shape[-2:]), (fw, fh))
-    sizes = (boxes[:, 2:] - boxes[:, :2]).clamp_min(0)
-    rh, rw = int(sizes[:, 1].max()), int(sizes[:, 0].max())
+    # the geometry where m is: on the host (matrices made there) nothing waits; on the device
+    # the regions and their frames come down in one copy (the region shapes need them)
+    boxes = warped_boxes(m, (crops.shape[-2], crops.shape[-1]), (fw, fh))
+    regions = torch.cat([boxes, like_device(frame_index, boxes).long()[:, None]], 1).tolist()
+    rh = max(max(y1 - y0 for _, y0, _, y1, _ in regions), 0)
+    rw = max(max(x1 - x0 for x0, _, x1, _, _ in regions), 0)
     if rh == 0 or rw == 0:
         return out
     # crop -> region: the inverse transform, then shifted to the region's corner
-    inv = invert_affine(m.to(dev, torch.float64))
+    inv = invert_affine(m.double())
     inv[:, :, 2] -= boxes[:, :2].double()
+    inv = like_device(inv, frames)
     src = torch.cat([crops.to(dev, torch.float32), masks.to(dev, torch.float32)], dim=1)
     warped = warp_affine(src, inv.float(), (rh, rw), mode="bilinear", padding_mode="zeros", align_corners=True)
-    for i, fi in enumerate(frame_index.tolist()):  # one region per face (not a pixel loop)
-        x0, y0, x1, y1 = boxes[i].tolist()
+    for i, (x0, y0, x1, y1, fi) in enumerate(regions):  # one region per face (not a pixel loop)
         if x1 <= x0 or y1 <= y0:
             continue
         region = out[fi, :, y0:y1, x0:x1]

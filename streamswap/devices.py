@@ -10,8 +10,8 @@ if TYPE_CHECKING:
     import torch
 
 
-def resolve_device(name: str) -> "torch.device":
-    """"auto" -> cuda when available else cpu; "cpu", "cuda", "cuda:N" checked. InputError otherwise."""
+def resolve_device(name: str) -> torch.device:
+    """ "auto" -> cuda when available else cpu; "cpu", "cuda", "cuda:N" checked. InputError otherwise."""
     import torch
 
     if name == "auto":

@@ -13,43 +13,30 @@ import platform
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Literal
+from types import ModuleType
+from typing import Literal, TypeGuard, get_args
 
-from streamswap.models.registry import Registry, Status
+from streamswap.checks import Check
+from streamswap.models.registry import Registry
 
 Device = Literal["auto", "cpu", "cuda"]
-Engine = Literal["auto", "ghost", "lite"]
-
-#: Models each engine needs at inference time.
-ENGINE_MODELS: dict[str, tuple[str, ...]] = {
-    "ghost": ("G_unet_2blocks", "backbone", "scrfd_10g_bnkps", "2d106det"),
-}
-ORT_CLASH_FIX = ("pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu "
-                 "(GPU) or pip install onnxruntime (CPU)")
-LITE_FIX = "pip install 'streamswap[lite]' (dlib-bin, face-recognition-models)"
-
-
-@dataclass(frozen=True)
-class Check:
-    """One finding. `ok`: True works, False broken, None absent (fine unless `needed`)."""
-
-    area: str
-    ok: bool | None
-    detail: str
-    fix: str = ""
-    needed: bool = False
-
-    @property
-    def fatal(self) -> bool:
-        return self.needed and not self.ok
+ORT_CLASH_FIX = (
+    "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu (GPU) or pip install onnxruntime (CPU)"
+)
 
 
 @dataclass(frozen=True)
 class DoctorConfig:
-    """The configuration to check for: which device and engine the user means to run."""
+    """The configuration to check for: which device and engine (a name in
+    `streamswap.engines.registry.engines()`, or auto) the user means to run."""
 
     device: Device = "auto"
-    engine: Engine = "auto"
+    engine: str = "auto"
+
+
+def is_device(name: str) -> TypeGuard[Device]:
+    """Whether `name` is one of the `Device` names (auto, cpu, cuda)."""
+    return name in get_args(Device)
 
 
 def _dists(prefix: str) -> dict[str, str]:
@@ -64,8 +51,13 @@ def _dists(prefix: str) -> dict[str, str]:
 
 def check_python() -> Check:
     ok = sys.version_info >= (3, 11)
-    return Check("python", ok, f"{platform.python_version()} ({sys.executable})",
-                 "" if ok else "use Python 3.11 or newer", needed=True)
+    return Check(
+        "python",
+        ok,
+        f"{platform.python_version()} ({sys.executable})",
+        "" if ok else "use Python 3.11 or newer",
+        needed=True,
+    )
 
 
 def check_torch(cfg: DoctorConfig) -> list[Check]:
@@ -76,13 +68,27 @@ def check_torch(cfg: DoctorConfig) -> list[Check]:
     checks = [Check("torch", True, f"{torch.__version__}", needed=True)]
     if torch.cuda.is_available():
         name = torch.cuda.get_device_name(0)
-        checks.append(Check("cuda", True, f"CUDA {torch.version.cuda}, {torch.cuda.device_count()} GPU(s): {name}",
-                            needed=cfg.device == "cuda"))
+        checks.append(
+            Check(
+                "cuda",
+                True,
+                f"CUDA {torch.version.cuda}, {torch.cuda.device_count()} GPU(s): {name}",
+                needed=cfg.device == "cuda",
+            )
+        )
     else:
-        why = "CPU-only torch build" if torch.version.cuda is None else f"CUDA {torch.version.cuda} build, no GPU visible"
-        checks.append(Check("cuda", None, f"not available ({why}); running on CPU",
-                            "on a GPU machine: pip install torch (a CUDA build), then make install",
-                            needed=cfg.device == "cuda"))
+        why = (
+            "CPU-only torch build" if torch.version.cuda is None else f"CUDA {torch.version.cuda} build, no GPU visible"
+        )
+        checks.append(
+            Check(
+                "cuda",
+                None,
+                f"not available ({why}); running on CPU",
+                "on a GPU machine: pip install torch (a CUDA build), then make install",
+                needed=cfg.device == "cuda",
+            )
+        )
     return checks
 
 
@@ -91,26 +97,46 @@ def check_onnxruntime(cfg: DoctorConfig) -> list[Check]:
     checks: list[Check] = []
     if len(dists) > 1:
         listed = ", ".join(f"{n} {v}" for n, v in sorted(dists.items()))
-        checks.append(Check("onnxruntime packages", False,
-                            f"both installed ({listed}): they overwrite one module and break each other",
-                            ORT_CLASH_FIX, needed=True))
+        checks.append(
+            Check(
+                "onnxruntime packages",
+                False,
+                f"both installed ({listed}): they overwrite one module and break each other",
+                ORT_CLASH_FIX,
+                needed=True,
+            )
+        )
     try:
         ort = importlib.import_module("onnxruntime")
         providers = list(ort.get_available_providers())
         if not hasattr(ort, "InferenceSession"):
             raise ImportError("module has no InferenceSession (half-uninstalled)")
     except Exception as exc:  # noqa: BLE001
-        checks.append(Check("onnxruntime", False if dists else None, f"unusable: {exc}",
-                            ORT_CLASH_FIX if dists else "pip install onnxruntime (optional: the torch runtime "
-                            "runs the ONNX models too)", needed=bool(dists)))
+        checks.append(
+            Check(
+                "onnxruntime",
+                False if dists else None,
+                f"unusable: {exc}",
+                ORT_CLASH_FIX
+                if dists
+                else "pip install onnxruntime (optional: the torch runtime runs the ONNX models too)",
+                needed=bool(dists),
+            )
+        )
         return checks
     pkg = ", ".join(f"{n} {v}" for n, v in sorted(dists.items())) or "unknown package"
     checks.append(Check("onnxruntime", True, f"{pkg}; providers: {', '.join(providers)}"))
     if "CUDAExecutionProvider" in providers:
         checks.append(_ort_cuda_match(dists.get("onnxruntime-gpu")))
     elif cfg.device == "cuda":
-        checks.append(Check("onnxruntime CUDA", None, "no CUDA provider: ONNX models run through the torch runtime",
-                            "optional: " + ORT_CLASH_FIX.split(" (GPU)")[0]))
+        checks.append(
+            Check(
+                "onnxruntime CUDA",
+                None,
+                "no CUDA provider: ONNX models run through the torch runtime",
+                "optional: " + ORT_CLASH_FIX.split(" (GPU)")[0],
+            )
+        )
     return checks
 
 
@@ -124,16 +150,25 @@ def _ort_cuda_match(ort_gpu_version: str | None) -> Check:
     except Exception:  # noqa: BLE001
         return Check("onnxruntime CUDA", None, "could not compare CUDA versions")
     if torch_major and torch_major != ort_major:
-        return Check("onnxruntime CUDA", False, f"onnxruntime-gpu {ort_gpu_version} needs CUDA {ort_major}, "
-                     f"torch uses CUDA {torch_major}", f"install an onnxruntime-gpu built for CUDA {torch_major}")
+        return Check(
+            "onnxruntime CUDA",
+            False,
+            f"onnxruntime-gpu {ort_gpu_version} needs CUDA {ort_major}, torch uses CUDA {torch_major}",
+            f"install an onnxruntime-gpu built for CUDA {torch_major}",
+        )
     return Check("onnxruntime CUDA", True, f"CUDA provider present (CUDA {ort_major})")
 
 
 def check_onnx2torch() -> Check:
     spec = importlib.util.find_spec("onnx2torch")
     if spec is None:
-        return Check("onnx2torch", False, "not installed: the GPU path runs ONNX face models through it",
-                     "pip install --no-deps onnx2torch==1.5.15", needed=False)
+        return Check(
+            "onnx2torch",
+            False,
+            "not installed: the GPU path runs ONNX face models through it",
+            "pip install --no-deps onnx2torch==1.5.15",
+            needed=False,
+        )
     return Check("onnx2torch", True, md.version("onnx2torch"))
 
 
@@ -141,8 +176,14 @@ def check_nvcodec(probe_cuda: bool) -> list[Check]:
     try:
         nvc = importlib.import_module("PyNvVideoCodec")
     except ModuleNotFoundError:
-        return [Check("PyNvVideoCodec", None, "not installed: decode/encode on the CPU with PyAV",
-                      "GPU machines: pip install 'streamswap[gpu]'")]
+        return [
+            Check(
+                "PyNvVideoCodec",
+                None,
+                "not installed: decode/encode on the CPU with PyAV",
+                "GPU machines: pip install 'streamswap[gpu]'",
+            )
+        ]
     except Exception as exc:  # noqa: BLE001 - it raises RuntimeError without an NVIDIA driver
         return [Check("PyNvVideoCodec", None, f"installed but unusable here ({exc}); PyAV is used")]
     checks = [Check("PyNvVideoCodec", True, getattr(nvc, "__version__", "installed"))]
@@ -156,14 +197,14 @@ def check_nvcodec(probe_cuda: bool) -> list[Check]:
     return checks
 
 
-def _probe_nvdec(nvc: object) -> str:
-    dec = nvc.CreateDecoder(gpuid=0, codec=nvc.cudaVideoCodec.H264, usedevicememory=True)  # type: ignore[attr-defined]
+def _probe_nvdec(nvc: ModuleType) -> str:
+    dec = nvc.CreateDecoder(gpuid=0, codec=nvc.cudaVideoCodec.H264, usedevicememory=True)
     del dec
     return "H.264 decoder created on GPU 0"
 
 
-def _probe_nvenc(nvc: object) -> str:
-    caps = nvc.GetEncoderCaps(codec="h264")  # type: ignore[attr-defined]
+def _probe_nvenc(nvc: ModuleType) -> str:
+    caps = nvc.GetEncoderCaps(codec="h264")
     if not caps:
         raise RuntimeError("no H.264 encoder on this GPU")
     return "H.264 encoder present"
@@ -174,31 +215,11 @@ def check_dali() -> Check:
         dali = importlib.import_module("nvidia.dali")
         return Check("DALI", True, getattr(dali, "__version__", "installed"))
     except ModuleNotFoundError:
-        return Check("DALI", None, "not installed (training loader falls back to torch)",
-                     "pip install 'streamswap[train]'")
+        return Check(
+            "DALI", None, "not installed (training loader falls back to torch)", "pip install 'streamswap[train]'"
+        )
     except Exception as exc:  # noqa: BLE001
         return Check("DALI", False, f"installed but broken: {exc}", "pip install --force-reinstall nvidia-dali-cuda130")
-
-
-def check_lite(cfg: DoctorConfig) -> list[Check]:
-    needed = cfg.engine == "lite"
-    try:
-        dlib = importlib.import_module("dlib")
-    except Exception as exc:  # noqa: BLE001
-        return [Check("dlib (lite)", None if not needed else False, f"not available ({exc})", LITE_FIX, needed)]
-    checks = [Check("dlib (lite)", True, getattr(dlib, "__version__", "installed"), needed=needed)]
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        return checks + [Check("dlib models (lite)", None if not needed else False, "face-recognition-models missing",
-                               LITE_FIX, needed)]
-    from pathlib import Path
-
-    root = Path(list(spec.submodule_search_locations)[0]) / "models"
-    files = ("shape_predictor_68_face_landmarks.dat", "dlib_face_recognition_resnet_model_v1.dat")
-    missing = [f for f in files if not (root / f).is_file()]
-    checks.append(Check("dlib models (lite)", not missing, f"{root}" + (f" lacks {', '.join(missing)}" if missing else ""),
-                        LITE_FIX if missing else "", needed))
-    return checks
 
 
 def check_pyav() -> list[Check]:
@@ -209,27 +230,38 @@ def check_pyav() -> list[Check]:
     codecs = av.codecs_available
     has_x264 = "libx264" in codecs
     hw = [c for c in ("h264_nvenc", "hevc_nvenc", "h264_cuvid") if c in codecs]
-    return [Check("PyAV", True, f"{av.__version__} (FFmpeg {av.ffmpeg_version_info})", needed=True),
-            Check("libx264", has_x264, "present" if has_x264 else "missing: cannot encode H.264 on the CPU",
-                  "" if has_x264 else "pip install --force-reinstall av (PyPI wheels bundle libx264)", True),
-            Check("FFmpeg GPU codecs", bool(hw) or None, ", ".join(hw) or "none in this build")]
+    return [
+        Check("PyAV", True, f"{av.__version__} (FFmpeg {av.ffmpeg_version_info})", needed=True),
+        Check(
+            "libx264",
+            has_x264,
+            "present" if has_x264 else "missing: cannot encode H.264 on the CPU",
+            "" if has_x264 else "pip install --force-reinstall av (PyPI wheels bundle libx264)",
+            True,
+        ),
+        Check("FFmpeg GPU codecs", bool(hw) or None, ", ".join(hw) or "none in this build"),
+    ]
 
 
-def check_models(registry: Registry, cfg: DoctorConfig) -> list[Check]:
-    checks = []
-    for engine, names in ENGINE_MODELS.items():
-        states = [registry.state(registry.spec(n)) for n in names]
-        missing = [s.spec.name for s in states if s.status is Status.MISSING]
-        bad = [s.spec.name for s in states if s.status is Status.MISMATCH]
-        needed = cfg.engine == engine
-        if bad:
-            checks.append(Check(f"{engine} models", False, f"hash mismatch: {', '.join(bad)}",
-                                "delete them and run: streamswap models fetch " + " ".join(bad), needed=True))
-        elif missing:
-            checks.append(Check(f"{engine} models", False if needed else None, f"missing: {', '.join(missing)}",
-                                "streamswap models fetch " + " ".join(missing), needed))
-        else:
-            checks.append(Check(f"{engine} models", True, f"present and verified in {registry.cache_dir}", needed=needed))
+def check_engines(registry: Registry, cfg: DoctorConfig) -> list[Check]:
+    """Every engine's own findings (`Engine.checks`); the one asked for is needed. With auto, at
+    least one of the engines auto can choose must be usable."""
+    from streamswap.engines.registry import engines
+
+    checks: list[Check] = []
+    usable = []
+    for engine in engines().values():
+        found = engine.checks(registry, needed=cfg.engine == engine.name)
+        checks.extend(found)
+        if engine.auto_rank is not None and all(c.ok for c in found):
+            usable.append(engine)
+    if cfg.engine == "auto":
+        best = min(usable, key=lambda e: e.auto_rank or 0) if usable else None
+        detail = (
+            "none usable" if best is None else (best.name if best.auto_rank == 0 else f"{best.name} ({best.summary})")
+        )
+        fix = "" if best else "install an engine's packages or models (see the findings above)"
+        checks.append(Check("engine", best is not None, detail, fix, True))
     return checks
 
 
@@ -238,20 +270,19 @@ def run_checks(cfg: DoctorConfig, registry: Registry) -> list[Check]:
     checks = [check_python(), *check_torch(cfg)]
     cuda = any(c.area == "cuda" and c.ok for c in checks)
     probes: list[Callable[[], Check | list[Check]]] = [
-        lambda: check_onnxruntime(cfg), check_onnx2torch, lambda: check_nvcodec(cuda), check_dali,
-        lambda: check_lite(cfg), check_pyav, lambda: check_models(registry, cfg)]
+        lambda: check_onnxruntime(cfg),
+        check_onnx2torch,
+        lambda: check_nvcodec(cuda),
+        check_dali,
+        check_pyav,
+        lambda: check_engines(registry, cfg),
+    ]
     for probe in probes:
         try:
             found = probe()
         except Exception as exc:  # noqa: BLE001 - the doctor itself must not crash
             found = Check(getattr(probe, "__name__", "probe"), False, f"probe crashed: {exc}")
         checks.extend(found if isinstance(found, list) else [found])
-    if cfg.engine == "auto":  # at least one engine must work
-        ghost = next(c for c in checks if c.area == "ghost models")
-        lite = [c for c in checks if c.area.endswith("(lite)")]
-        usable = bool(ghost.ok) or all(c.ok for c in lite)
-        checks.append(Check("engine", usable, "ghost" if ghost.ok else ("lite (GHOST models missing)" if usable else
-                            "none usable"), "" if usable else f"{LITE_FIX}, or fetch the GHOST models", True))
     if cfg.device == "auto":
         checks = [replace(c, needed=False) if c.area == "cuda" else c for c in checks]
     return checks

@@ -32,6 +32,9 @@ class NoFaceError(StreamSwapError):
 
 
 class PipelineError(StreamSwapError):
-    """A stage of the running pipeline failed; the message names the stage."""
+    """A stage of the running pipeline failed; the message names the stage. The graph that
+    raises it also sets `stage` and `item` (the failed stage's name and item, where known)."""
 
     exit_code = 5
+    stage: str | None  # declared only: set on the errors the stream graph raises
+    item: int | None

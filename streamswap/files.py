@@ -14,6 +14,7 @@ a partial file under the final name.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -88,3 +89,12 @@ def write_atomic(final: str | os.PathLike[str], data: bytes | str) -> Path:
 
 
 __all__ = ["ordinary_mode", "partial_name", "publish", "replacing", "temp_beside", "umask", "write_atomic"]
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file, hex (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()

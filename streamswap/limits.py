@@ -57,8 +57,10 @@ def check_video_size(width: int, height: int, name: str) -> None:
     Unknown sizes (0) pass: the first decoded frame is checked again."""
     mw, mh = max_video_size()
     if width > mw or height > mh:
-        raise InputError(f"{name}: frames of {width}x{height} exceed the limit of {mw}x{mh} "
-                         f"(set {MAX_VIDEO_SIZE_ENV}=WxH to allow larger)")
+        raise InputError(
+            f"{name}: frames of {width}x{height} exceed the limit of {mw}x{mh} "
+            f"(set {MAX_VIDEO_SIZE_ENV}=WxH to allow larger)"
+        )
 
 
 def check_image(path: str | os.PathLike[str]) -> tuple[int, int] | None:
@@ -70,8 +72,19 @@ def check_image(path: str | os.PathLike[str]) -> tuple[int, int] | None:
         w, h = size
         limit = max_image_pixels()
         if w * h > limit:
-            raise InputError(f"{path}: {w}x{h} is {w * h / 1e6:.0f} MP, above the {limit / 1e6:g} MP limit for "
-                             f"images (set {MAX_IMAGE_PIXELS_ENV} to allow more)")
+            raise InputError(
+                f"{path}: {w}x{h} is {w * h / 1e6:.0f} MP, above the {limit / 1e6:g} MP limit for "
+                f"images (set {MAX_IMAGE_PIXELS_ENV} to allow more)"
+            )
+    return size
+
+
+def require_image(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """`check_image`, and InputError when the header is not an image's we know (what we cannot
+    size from its header we do not decode)."""
+    size = check_image(path)
+    if size is None:
+        raise InputError(f"{path} is not a readable image (expected JPEG, PNG, BMP, WebP, ...)")
     return size
 
 
@@ -203,7 +216,7 @@ def _tiff(f: BinaryIO, head: bytes) -> tuple[int, int] | None:
         fmt = {3: "H", 4: "I", 16: "Q"}.get(typ)
         if fmt is None:
             return None
-        (found[tag],) = struct.unpack(e + fmt, value[:struct.calcsize(fmt)])
+        (found[tag],) = struct.unpack(e + fmt, value[: struct.calcsize(fmt)])
         if len(found) == 2:
             return found[256], found[257]
     return None

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from kornia.filters import gaussian_blur2d
 
 from streamswap.errors import InputError
+from streamswap.transfer import all_like_device, host_tensors, in_host_memory
 
 
 @dataclass(frozen=True)
@@ -59,13 +60,23 @@ class LandmarkScheme:
 
 # insightface 2d106, as GHOST uses it
 GHOST_106 = LandmarkScheme(
-    "2d106", 106, left=(1, 2, 13), right=(17, 18, 29),
-    eye_top=(35, 41, 40, 42, 39, 89, 95, 94, 96, 93), brows=(43, 48, 49, 51, 50, 102, 103, 104, 105, 101))
+    "2d106",
+    106,
+    left=(1, 2, 13),
+    right=(17, 18, 29),
+    eye_top=(35, 41, 40, 42, 39, 89, 95, 94, 96, 93),
+    brows=(43, 48, 49, 51, 50, 102, 103, 104, 105, 101),
+)
 # iBUG 68 (dlib): the jaw points at the heights of 2d106's 1, 2, 13 (and mirrored); each brow
 # point paired with the eye-lid point below it (36-39 / 42-45 are the image-left / -right eye)
 IBUG_68 = LandmarkScheme(
-    "ibug68", 68, left=(0, 4, 2), right=(16, 12, 14),
-    eye_top=(36, 37, 37, 38, 39, 42, 43, 44, 44, 45), brows=(17, 18, 19, 20, 21, 22, 23, 24, 25, 26))
+    "ibug68",
+    68,
+    left=(0, 4, 2),
+    right=(16, 12, 14),
+    eye_top=(36, 37, 37, 38, 39, 42, 43, 44, 44, 45),
+    brows=(17, 18, 19, 20, 21, 22, 23, 24, 25, 26),
+)
 
 
 @dataclass(frozen=True)
@@ -112,23 +123,22 @@ def landmark_offset(gen: torch.Tensor, tgt: torch.Tensor, scheme: LandmarkScheme
 def offset_level(offset: torch.Tensor, current: torch.Tensor | None = None, margin: float = 0.0) -> torch.Tensor:
     """Level index 0..3 (into LEVELS) for each offset (B,). With `current` (B,) levels, each
     threshold is moved `margin` px away from the current level (a dead band)."""
-    thr = torch.tensor(THRESHOLDS, dtype=torch.float32, device=offset.device)
-    off = offset.float()[:, None]
+    off = offset.float()
     if current is None:
-        shift = torch.zeros(1, 3, device=offset.device)
+        shift = torch.zeros(off.shape[0], len(THRESHOLDS), device=offset.device)
     else:  # threshold i separates levels i and i + 1
-        above = torch.arange(3, device=offset.device)[None] >= current[:, None]
+        above = torch.arange(len(THRESHOLDS), device=offset.device)[None] >= current[:, None]
         shift = torch.where(above, margin, -margin)
-    bound = thr[None] + shift
-    passed = torch.cat([off >= bound[:, :1], off > bound[:, 1:]], dim=1)  # GHOST: < -3, > 3, > 6
-    return passed.sum(1)
+    # GHOST: < -3, > 3, > 6 (the thresholds as Python numbers: no upload of a constant per call)
+    passed = [off >= THRESHOLDS[0] + shift[:, 0], *(off > t + shift[:, i] for i, t in enumerate(THRESHOLDS) if i)]
+    return torch.stack(passed, 1).sum(1)
 
 
 class LevelHysteresis:
     """Per-face mask levels that change only after `frames` frames in a row ask for the same new
     level (with the offset past the threshold by `margin`). Keys are track ids.
 
-    update(keys, offsets (B,)) -> levels (B,) int64 on the offsets' device; rows are taken in
+    update(keys, offsets (B,)) -> levels (B,) int64 in host memory (one download); rows are taken in
     order, so one batch may hold several frames of a face. A new key takes its level at once.
     """
 
@@ -139,7 +149,14 @@ class LevelHysteresis:
 
     def update(self, keys: Sequence[int], offsets: torch.Tensor) -> torch.Tensor:
         offsets = offsets.detach().float()
-        plain = offset_level(offsets).tolist()
+        rows = offsets.shape[0]
+        # each row's level from scratch and from each current level, read in one download (the
+        # per-track state below lives on the host); the result goes back in one upload
+        table = [offset_level(offsets)] + [
+            offset_level(offsets, torch.full((rows,), level, device=offsets.device), self.margin)
+            for level in range(len(THRESHOLDS) + 1)
+        ]
+        plain, *from_level = torch.stack(table).tolist()
         out = []
         for i, key in enumerate(keys):
             if key not in self._state:
@@ -147,7 +164,7 @@ class LevelHysteresis:
                 out.append(plain[i])
                 continue
             level, candidate, run = self._state[key]
-            wanted = int(offset_level(offsets[i:i + 1], torch.tensor([level], device=offsets.device), self.margin)[0])
+            wanted = from_level[level][i]
             if wanted == level:
                 candidate, run = level, 0
             elif wanted == candidate:
@@ -158,7 +175,7 @@ class LevelHysteresis:
                 level, run = candidate, 0
             self._state[key] = (level, candidate, run)
             out.append(level)
-        return torch.tensor(out, dtype=torch.int64, device=offsets.device)
+        return torch.tensor(out, dtype=torch.int64)  # in host memory, where the state lives
 
     def forget(self, keys: Sequence[int]) -> None:
         """Drop ended tracks."""
@@ -184,8 +201,9 @@ def hull_edges(points: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, t
     points (B, L, 2). For each point i, the candidate edge goes to the point j at the smallest
     signed angle from i's direction to the centroid (for a hull vertex every other point lies
     within 180 degrees of that direction, so this is one of its two hull edges); the candidate
-    is kept when no point lies on its outer side (interior points fail). Returns (start (B, E, 2), direction (B, E, 2)) with
-    E <= L; unused rows have direction 0 and always pass `inside` tests.
+    is kept when no point lies on its outer side (interior points fail). Returns (start
+    (B, L, 2), direction (B, L, 2)), valid edges first; unused rows have direction 0 and always
+    pass `inside` tests.
     """
     p = points.double()
     b, n, _ = p.shape
@@ -203,10 +221,9 @@ def hull_edges(points: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, t
     side = cross / scale
     # a hull edge has every point on or inside it, and some strictly inside (else all are collinear)
     valid = (side >= -1e-9).all(dim=2) & (side > 1e-9).any(dim=2) & (direction.norm(dim=-1) > eps)
-    # compact: valid edges first, as many rows as the batch's largest hull
+    # valid edges first; all L rows are kept (a batch-wide count would be a host read per call)
     order = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)
-    e = int(valid.sum(1).max().clamp_min(1))
-    order = order[:, :e]
+    e = n
     start = torch.gather(p, 1, order[..., None].expand(b, e, 2))
     direction = torch.gather(direction, 1, order[..., None].expand(b, e, 2))
     keep = torch.gather(valid, 1, order)
@@ -255,17 +272,6 @@ def _window_pool(x: torch.Tensor, k: int, shrink: bool) -> torch.Tensor:
     return -y if shrink else y
 
 
-def erode_or_dilate(masks: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
-    """Erode (size > 0) or dilate (size < 0) each (1, h, w) mask with a |size| square kernel.
-    masks (B, 1, h, w) float; sizes (B,) int. Faces sharing a size are done together."""
-    out = masks.clone()
-    for size in sizes.unique().tolist():
-        rows = sizes == size
-        if size != 0:
-            out[rows] = _window_pool(masks[rows], abs(int(size)), shrink=size > 0)
-    return out
-
-
 def zero_border(masks: torch.Tensor, widths: torch.Tensor) -> torch.Tensor:
     """Set a border of `widths` (B,) px to 0 on all four sides of each (B, 1, h, w) mask."""
     h, w = masks.shape[-2:]
@@ -281,57 +287,72 @@ def cv2_kernel_size(sigma: float) -> int:
     return int(round(sigma * 3 * 2 + 1)) | 1
 
 
-def blur(masks: torch.Tensor, sigma_x: torch.Tensor, sigma_y: torch.Tensor) -> torch.Tensor:
-    """Gaussian blur with per-face sigmas (B,), kernel sizes as cv2 picks them, reflect-101
-    border (cv2's default). masks (B, 1, h, w) float."""
-    out = torch.empty_like(masks)
-    pairs = torch.stack([sigma_x, sigma_y], 1)
-    for sx, sy in pairs.unique(dim=0).tolist():
-        rows = (pairs == torch.tensor([sx, sy], device=pairs.device)).all(1)
-        sigma = torch.tensor([[sy, sx]], dtype=masks.dtype, device=masks.device)  # kornia: (y, x), shared
-        out[rows] = gaussian_blur2d(masks[rows], (cv2_kernel_size(sy), cv2_kernel_size(sx)), sigma,
-                                    border_type="reflect")
-    return out
-
-
-def adaptive_masks(gen_landmarks: torch.Tensor, levels: torch.Tensor, scheme: LandmarkScheme = GHOST_106,
-                   size: int | tuple[int, int] = 224) -> torch.Tensor:
+def adaptive_masks(
+    gen_landmarks: torch.Tensor,
+    levels: torch.Tensor,
+    scheme: LandmarkScheme = GHOST_106,
+    size: int | tuple[int, int] = 224,
+) -> torch.Tensor:
     """GHOST's masks for a batch of generated crops.
 
     gen_landmarks: (B, L, 2) landmarks of the generated faces, crop pixels; levels: (B,) int
-    indices into LEVELS (from `offset_level` or `LevelHysteresis`). Returns (B, 1, h, w) float32
-    in [0, 1] on the landmarks' device.
+    indices into LEVELS (from `offset_level` or `LevelHysteresis`), best in host memory (as the
+    hysteresis gives them: then nothing waits; on the device they come down in one copy).
+    Returns (B, 1, h, w) float32 in [0, 1] on the landmarks' device.
     """
     if gen_landmarks.ndim != 3 or gen_landmarks.shape[1] != scheme.n_points:
-        raise InputError(f"mask: landmarks must be (B, {scheme.n_points}, 2) for the {scheme.name} scheme, "
-                         f"got {tuple(gen_landmarks.shape)}")
+        raise InputError(
+            f"mask: landmarks must be (B, {scheme.n_points}, 2) for the {scheme.name} scheme, "
+            f"got {tuple(gen_landmarks.shape)}"
+        )
     h, w = (size, size) if isinstance(size, int) else size
-    dev = gen_landmarks.device
-    table = torch.tensor([[lv.erode, lv.sigma_x, lv.sigma_y, lv.brow_mod] for lv in LEVELS], device=dev)
-    params = table[levels.to(dev)]
-    points = expand_brows(gen_landmarks.float(), params[:, 3], scheme)
+    # faces sorted by level on the host: each level's faces are then one slice, eroded and blurred
+    # with that level's kernel (no per-call unique or mask indexing on the device)
+    lv = levels.long() if in_host_memory(levels, gen_landmarks.device) else host_tensors([levels.long()])[0]
+    order = torch.argsort(lv, stable=True)
+    runs = torch.bincount(lv, minlength=len(LEVELS)).tolist()  # faces per level, in level order
+    table = torch.tensor([[lv_.erode, lv_.sigma_x, lv_.sigma_y, lv_.brow_mod] for lv_ in LEVELS], dtype=torch.float32)
+    params, order_dev, back = all_like_device(
+        [table[lv[order]], order.float(), torch.argsort(order).float()], gen_landmarks, torch.float32
+    )
+    points = expand_brows(gen_landmarks.float()[order_dev.long()], params[:, 3], scheme)
     masks = hull_mask(points, (h, w))
-    masks = erode_or_dilate(masks, params[:, 0].round().long())
-    masks = zero_border(masks, (2 * params[:, 2]).round().long())
-    return blur(masks, params[:, 1], params[:, 2]).clamp_(0.0, 1.0)
+    out = torch.empty_like(masks)
+    start = 0
+    for spec, n in zip(LEVELS, runs, strict=True):
+        end = start + n
+        if n:
+            part = masks[start:end]
+            if spec.erode:
+                part = _window_pool(part, abs(int(spec.erode)), shrink=spec.erode > 0)
+            part = zero_border(part, params[start:end, 2].mul(2).round().long())
+            out[start:end] = gaussian_blur2d(
+                part,
+                (cv2_kernel_size(spec.sigma_y), cv2_kernel_size(spec.sigma_x)),
+                (float(spec.sigma_y), float(spec.sigma_x)),  # Python numbers: kornia checks them on the host
+                border_type="reflect",
+            )
+        start = end
+    return out[back.long()].clamp_(0.0, 1.0)
 
 
 class AdaptiveMasker:
     """Masks for a stream of faces: offset -> level with hysteresis per track -> mask.
 
     __call__(gen_landmarks (B, L, 2), tgt_landmarks (B, L, 2), keys: B track ids) ->
-    (masks (B, 1, S, S) float32 [0, 1], levels (B,) int64), on the landmarks' device.
+    (masks (B, 1, S, S) float32 [0, 1] on the landmarks' device, levels (B,) int64 in host memory).
     """
 
     def __init__(self, settings: MaskSettings = MaskSettings()) -> None:
         self.settings = settings
         self.hysteresis = LevelHysteresis(settings.hysteresis_frames, settings.margin)
 
-    def __call__(self, gen_landmarks: torch.Tensor, tgt_landmarks: torch.Tensor, keys: Sequence[int]
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, gen_landmarks: torch.Tensor, tgt_landmarks: torch.Tensor, keys: Sequence[int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.settings
         offsets = landmark_offset(gen_landmarks.float(), tgt_landmarks.float(), s.scheme)
-        levels = self.hysteresis.update(keys, offsets).to(gen_landmarks.device)
+        levels = self.hysteresis.update(keys, offsets)  # in host memory
         return adaptive_masks(gen_landmarks, levels, s.scheme, s.size), levels
 
     def forget(self, keys: Sequence[int]) -> None:

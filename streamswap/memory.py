@@ -31,8 +31,12 @@ def map_large_blocks(threshold: int = FRAME_MMAP_THRESHOLD, arenas: int = ARENAS
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name) if name else None
-        ok = bool(libc and hasattr(libc, "mallopt") and libc.mallopt(M_MMAP_THRESHOLD, threshold)
-                  and libc.mallopt(M_ARENA_MAX, arenas))
+        ok = bool(
+            libc
+            and hasattr(libc, "mallopt")
+            and libc.mallopt(M_MMAP_THRESHOLD, threshold)
+            and libc.mallopt(M_ARENA_MAX, arenas)
+        )
     except OSError:
         ok = False
     log.debug("mmap threshold %d bytes: %s", threshold, "set" if ok else "not available")

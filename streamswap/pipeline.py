@@ -16,36 +16,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
 
 import numpy as np
 import torch
 
+from streamswap.engines.base import Analyser, Swapper
 from streamswap.faces.align import transform_points, umeyama
 from streamswap.faces.records import FaceBatch
 from streamswap.frames import Frame
 from streamswap.stream import BatchPolicy, Stage
 from streamswap.tracking import Detections, TrackedFace, Tracker, TrackerSettings
+from streamswap.transfer import to_host
 
 log = logging.getLogger(__name__)
 
 RAW = "faces_raw"  # Frame.extras key: this frame's analysis (FaceBatch of one frame)
 ENDED = "tracks_ended"  # Frame.extras key: ids of tracks that ended by this frame (per-track state can go)
-
-
-class Analyser(Protocol):
-    """Faces of a batch: frames (N, 3, H, W) uint8 RGB -> FaceBatch with landmarks (and
-    embeddings when `with_identity`)."""
-
-    def __call__(self, frames: torch.Tensor, with_identity: bool) -> FaceBatch: ...
-
-
-class Swapper(Protocol):
-    """frames (N, 3, H, W) uint8, faces with landmarks, a track id per face -> swapped frames
-    (pasted into `frames` itself when inplace)."""
-
-    def __call__(self, frames: torch.Tensor, faces: FaceBatch, keys: Sequence[int], *,
-                 inplace: bool = False) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -96,13 +82,41 @@ def analyse_stage(analyser: Analyser, settings: PipelineSettings, with_identity:
     def run(frames: list[Frame]) -> list[Frame]:
         faces = analyser(stack_images(frames), with_identity)
         out = []
-        for i, frame in enumerate(frames):
+        for frame, own in zip(frames, faces.per_frame(), strict=True):
             extras = dict(frame.extras)
-            extras[RAW] = _one_frame(faces.in_frame(i))
+            extras[RAW] = _one_frame(own)
             out.append(Frame(frame.index, frame.pts, frame.time_base, frame.image, frame.faces, extras))
         return out
 
     return Stage("analyse", run, BatchPolicy(settings.batch, 0.05), queue_size=settings.queue_size)
+
+
+_HostFaces = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
+
+
+def _download(frames: list[Frame]) -> list[_HostFaces]:
+    """Each frame's analysis on the host, for the whole batch in one copy: (boxes, kps, scores,
+    embeddings or None, landmarks or None) per frame, boxes/kps/scores/embeddings float32 (the
+    tracker's), landmarks in their own dtype."""
+    raws: list[FaceBatch] = [f.extras[RAW] for f in frames]
+    parts = [
+        t
+        for r in raws
+        for t in (
+            r.boxes.float(),
+            r.kps.float(),
+            r.scores.float(),
+            None if r.embeddings is None else r.embeddings.float(),
+            r.landmarks,
+        )
+    ]
+    host = to_host(parts)
+    out: list[_HostFaces] = []
+    for i in range(0, len(host), 5):
+        boxes, kps, scores, embeddings, landmarks = host[i : i + 5]
+        assert boxes is not None and kps is not None and scores is not None  # always present
+        out.append((boxes, kps, scores, embeddings, landmarks))
+    return out
 
 
 def _follow(landmarks: np.ndarray, raw_kps: np.ndarray, smooth_kps: np.ndarray) -> np.ndarray:
@@ -126,15 +140,16 @@ class TrackStep:
         self.settings = settings
         self.tracker = Tracker(settings.tracker, targets)
         self.held: dict[int, Frame] = {}
+        self.host: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}  # held frame -> its (kps, landmarks)
         self.last: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # track -> (raw kps, landmarks)
         self._ended: set[int] = set()  # ended tracks not yet announced downstream
 
     def __call__(self, frames: list[Frame]) -> list[Frame]:
         ready: list[Frame] = []
-        for frame in frames:
-            raw: FaceBatch = frame.extras[RAW]
+        for frame, (boxes, kps, scores, embeddings, landmarks) in zip(frames, _download(frames), strict=True):
             self.held[frame.index] = frame
-            dets = Detections.from_face_batch(raw)[0]
+            self.host[frame.index] = (kps, landmarks)
+            dets = Detections(boxes, kps, scores, embeddings)
             for index, faces in self.tracker.push(frame.index, dets, frame_size=(frame.width, frame.height)):
                 ready.append(self._resolve(self.held.pop(index), faces))
             self._prune(self.tracker.active_ids())
@@ -160,9 +175,7 @@ class TrackStep:
         return ready
 
     def _resolve(self, frame: Frame, tracked: tuple[TrackedFace, ...]) -> Frame:
-        raw: FaceBatch = frame.extras[RAW]
-        raw_kps = raw.kps.detach().cpu().numpy()
-        raw_lm = raw.landmarks.detach().cpu().numpy() if raw.landmarks is not None else None
+        raw_kps, raw_lm = self.host.pop(frame.index)
         faces = []
         for tf in tracked:
             if tf.detection is not None and raw_lm is not None:
@@ -172,8 +185,15 @@ class TrackStep:
             if self.settings.map_to_targets and tf.target is None:
                 continue  # not one of the people to swap
             kps0, lm0 = self.last[tf.track_id]
-            faces.append(SwapFace(tf.track_id, tf.kps, tf.box, _follow(lm0, kps0, tf.kps),
-                                  tf.target if self.settings.map_to_targets and tf.target is not None else 0))
+            faces.append(
+                SwapFace(
+                    tf.track_id,
+                    tf.kps,
+                    tf.box,
+                    _follow(lm0, kps0, tf.kps),
+                    tf.target if self.settings.map_to_targets and tf.target is not None else 0,
+                )
+            )
         extras = {k: v for k, v in frame.extras.items() if k != RAW}
         return Frame(frame.index, frame.pts, frame.time_base, frame.image, tuple(faces), extras)
 
@@ -184,52 +204,54 @@ def track_stage(settings: PipelineSettings, targets: np.ndarray | None) -> Stage
     return Stage("track", step, BatchPolicy(settings.batch, 0.0), queue_size=settings.queue_size, flush=step.flush)
 
 
-def faces_of(frames: Sequence[Frame], source: int, device: torch.device) -> tuple[FaceBatch, list[int]]:
-    """The SwapFaces of `frames` replaced by `source`, as a FaceBatch on `device`, and their track ids."""
+def faces_of(frames: Sequence[Frame], source: int) -> tuple[FaceBatch, list[int]]:
+    """The SwapFaces of `frames` replaced by `source`, as a FaceBatch in host memory (where the
+    tracker made them: the swapper moves what it needs to the frames' device, computing its crop
+    geometry on the host first), and their track ids."""
     rows = [(i, f) for i, frame in enumerate(frames) for f in frame.faces if f.source == source]
     if not rows:
-        return FaceBatch.empty(len(frames), device), []
-
-    def t(values: list[np.ndarray]) -> torch.Tensor:
-        return torch.from_numpy(np.stack(values).astype(np.float32)).to(device)
-
-    batch = FaceBatch(n_frames=len(frames), boxes=t([f.box for _, f in rows]),
-                      scores=torch.ones(len(rows), device=device), kps=t([f.kps for _, f in rows]),
-                      frame_index=torch.tensor([i for i, _ in rows], dtype=torch.int64, device=device),
-                      landmarks=t([f.landmarks for _, f in rows]))
+        return FaceBatch.empty(len(frames)), []
+    batch = FaceBatch(
+        n_frames=len(frames),
+        boxes=torch.from_numpy(np.stack([f.box for _, f in rows]).astype(np.float32)),
+        scores=torch.ones(len(rows)),
+        kps=torch.from_numpy(np.stack([f.kps for _, f in rows]).astype(np.float32)),
+        frame_index=torch.from_numpy(np.array([i for i, _ in rows], dtype=np.int64)),
+        landmarks=torch.from_numpy(np.stack([f.landmarks for _, f in rows]).astype(np.float32)),
+    )
     return batch, [f.track_id for _, f in rows]
 
 
-def swap_stage(swappers: Sequence[Swapper], settings: PipelineSettings, device: torch.device,
-               count: Callable[[int, int, int], None] | None = None) -> Stage:
+def swap_stage(
+    swappers: Sequence[Swapper],
+    settings: PipelineSettings,
+    device: torch.device,
+    count: Callable[[int, int, int], None] | None = None,
+) -> Stage:
     """Swap every face in batches of frames; `count(frames_with_a_face, faces_swapped,
     faces_skipped_nonfinite)` hears what was done (a swapper's `faces_skipped_nonfinite` counts
-    the faces it left alone because the generator gave NaN/Inf). Swappers with a `forget(keys)`
-    are told which tracks ended (`extras[ENDED]`), so their per-track state stays bounded."""
+    the faces it left alone because the generator gave NaN/Inf). Swappers are told which tracks
+    ended (`forget`, from `extras[ENDED]`), so their per-track state stays bounded."""
 
     @torch.inference_mode()
     def run(frames: list[Frame]) -> list[Frame]:
         images = stack_images(frames).to(device)
         n_faces = n_skipped = 0
         for source, swapper in enumerate(swappers):
-            faces, keys = faces_of(frames, source, device)
+            faces, keys = faces_of(frames, source)
             if keys:
-                before = getattr(swapper, "faces_skipped_nonfinite", 0)
+                before = swapper.faces_skipped_nonfinite
                 images = swapper(images, faces, keys, inplace=True)  # `images` is this stage's own copy
-                skipped = getattr(swapper, "faces_skipped_nonfinite", 0) - before
+                skipped = swapper.faces_skipped_nonfinite - before
                 n_faces += len(keys) - skipped
                 n_skipped += skipped
         ended = [k for f in frames for k in f.extras.get(ENDED, ())]
         if ended:
             for swapper in swappers:
-                forget = getattr(swapper, "forget", None)
-                if forget is not None:
-                    forget(ended)
+                swapper.forget(ended)
         if count is not None:
             count(sum(1 for f in frames if f.faces), n_faces, n_skipped)
         hwc = images.permute(0, 2, 3, 1)
         return [f.with_image(hwc[i].contiguous()) if f.faces else f for i, f in enumerate(frames)]
 
     return Stage("swap", run, BatchPolicy(settings.batch, 0.05), queue_size=settings.queue_size)
-
-

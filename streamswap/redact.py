@@ -24,10 +24,35 @@ MASK = "***"
 
 #: parameter names whose values are secrets (compared case-insensitively), alone or as the last
 #: word of a longer name (`session_token`, `X-Amz-Security-Token`, `client-secret`)
-SECRET_WORDS = ("token", "access_token", "refresh_token", "id_token", "key", "apikey", "api_key", "password",
-                "passwd", "pwd", "pass", "passphrase", "secret", "signature", "sig", "auth", "authorization",
-                "credential", "credentials", "jwt", "session", "sessionid", "x-amz-signature", "x-amz-credential",
-                "x-amz-security-token", "x-goog-signature", "x-goog-credential")
+SECRET_WORDS = (
+    "token",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "key",
+    "apikey",
+    "api_key",
+    "password",
+    "passwd",
+    "pwd",
+    "pass",
+    "passphrase",
+    "secret",
+    "signature",
+    "sig",
+    "auth",
+    "authorization",
+    "credential",
+    "credentials",
+    "jwt",
+    "session",
+    "sessionid",
+    "x-amz-signature",
+    "x-amz-credential",
+    "x-amz-security-token",
+    "x-goog-signature",
+    "x-goog-credential",
+)
 _WORDS = "|".join(sorted((re.escape(w) for w in SECRET_WORDS), key=len, reverse=True))
 
 # scheme://userinfo@ : userinfo runs to the last '@' before the host (a password may hold '@'),
@@ -50,7 +75,7 @@ def _mask_value(m: re.Match[str]) -> str:
     value = m.group(2)
     if not value:
         return m.group(0)
-    kept = value[len(value.rstrip(":,.)]}")):]  # punctuation after the URL belongs to the sentence
+    kept = value[len(value.rstrip(":,.)]}")) :]  # punctuation after the URL belongs to the sentence
     return f"{m.group(1)}={MASK}{kept}"
 
 
@@ -104,7 +129,7 @@ def install_log_redaction() -> None:
         _FILTER.filter(record)
         return record
 
-    make._streamswap_redacts = True  # type: ignore[attr-defined]
+    make.__dict__["_streamswap_redacts"] = True  # a function attribute, read back with getattr above
     logging.setLogRecordFactory(make)
 
 

@@ -24,17 +24,22 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamswap import __version__
 from streamswap.cluster.chunks import Chunk, PlanSettings, VideoIndex, frame_range, index_video, plan_chunks
 from streamswap.cluster.outputs import OutputLock
+from streamswap.cluster.spans import FrameSpan
 from streamswap.cluster.stitch import stitch
 from streamswap.cluster.workdir import ChunkRecord, WorkDir, fingerprint, input_identity
 from streamswap.errors import InputError, StreamSwapError
 from streamswap.files import partial_name
 from streamswap.frames import Frame
-from streamswap.video.sources import FrameSpan
+from streamswap.video.nv import BackendChoice
+
+if TYPE_CHECKING:
+    from streamswap.options import SwapOptions
+    from streamswap.video.sources import VideoSource
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +91,16 @@ def wants_resume(requested: bool | None, duration_s: float | None, settings: Res
     return duration_s is not None and duration_s >= settings.min_s
 
 
-def plan_resume(target: str, output: str, job_key: dict[str, Any], *, start_s: float, end_s: float | None,
-                detect_every: int, settings: ResumeSettings) -> ResumePlan:
+def plan_resume(
+    target: str,
+    output: str,
+    job_key: dict[str, Any],
+    *,
+    start_s: float,
+    end_s: float | None,
+    detect_every: int,
+    settings: ResumeSettings,
+) -> ResumePlan:
     """Plan the segments of `target` (frames of [start_s, end_s)), open the work directory of
     `output` (keeping finished segments when `job_key`, the job's settings, and the plan match)
     and find where this run starts. The frame indices count from the file's first frame. Holds
@@ -95,22 +108,46 @@ def plan_resume(target: str, output: str, job_key: dict[str, Any], *, start_s: f
     output is refused with one line."""
     lock = OutputLock.acquire(output)
     try:
-        return _plan(target, output, job_key, start_s=start_s, end_s=end_s, detect_every=detect_every,
-                     settings=settings, lock=lock)
+        return _plan(
+            target,
+            output,
+            job_key,
+            start_s=start_s,
+            end_s=end_s,
+            detect_every=detect_every,
+            settings=settings,
+            lock=lock,
+        )
     except BaseException:
         lock.release()
         raise
 
 
-def _plan(target: str, output: str, job_key: dict[str, Any], *, start_s: float, end_s: float | None,
-          detect_every: int, settings: ResumeSettings, lock: OutputLock) -> ResumePlan:
+def _plan(
+    target: str,
+    output: str,
+    job_key: dict[str, Any],
+    *,
+    start_s: float,
+    end_s: float | None,
+    detect_every: int,
+    settings: ResumeSettings,
+    lock: OutputLock,
+) -> ResumePlan:
     index = index_video(target)
     ranged = start_s > 0 or end_s is not None
     first, end = frame_range(index, start_s, end_s) if ranged else (0, index.frames)
     plan = PlanSettings(chunk_s=settings.segment_s, warmup_s=settings.warmup_s, lookahead=0, detect_every=detect_every)
     chunks = plan_chunks(index, plan, first, end, at_keyframes=False)
-    key = fingerprint({"input": input_identity(target), "job": job_key, "plan": asdict(plan),
-                       "version": __version__, "kind": "resume"})
+    key = fingerprint(
+        {
+            "input": input_identity(target),
+            "job": job_key,
+            "plan": asdict(plan),
+            "version": __version__,
+            "kind": "resume",
+        }
+    )
     work = WorkDir.open(output, key, chunks)
     done = work.finished()
     log.debug("resume plan %s: %d segments, finished %s", key, len(chunks), sorted(done))
@@ -119,9 +156,14 @@ def _plan(target: str, output: str, job_key: dict[str, Any], *, start_s: float, 
         start = len(chunks) - 1  # (cheap, and the job then ends the ordinary way)
     c = chunks[start]
     n = index.frames
-    span = FrameSpan(seek=None if c.seek == 0 else index.pts[c.seek], run_from=index.pts[c.run_from],
-                     emit_from=index.pts[c.first], emit_to=index.pts[end] if end < n else None,
-                     run_to=index.pts[end] if end < n else None, frames=end - c.first)
+    span = FrameSpan(
+        seek=None if c.seek == 0 else index.pts[c.seek],
+        run_from=index.pts[c.run_from],
+        emit_from=index.pts[c.first],
+        emit_to=index.pts[end] if end < n else None,
+        run_to=index.pts[end] if end < n else None,
+        frames=end - c.first,
+    )
     return ResumePlan(index, first, end, chunks, work, start, span, lock, reused=start)
 
 
@@ -146,9 +188,17 @@ class SegmentSink:
     close(None) after the last segment stitches the output (audio copied from `audio_from`) and
     removes the work directory; close(error) stitches what exists into NAME.partial.EXT."""
 
-    def __init__(self, plan: ResumePlan, output: str, open_segment: Callable[[Path], Any], *,
-                 audio_from: str | None, start_s: float, end_s: float | None,
-                 metadata: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        plan: ResumePlan,
+        output: str,
+        open_segment: Callable[[Path], Any],
+        *,
+        audio_from: str | None,
+        start_s: float,
+        end_s: float | None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
         self.plan, self.output, self._open_segment = plan, Path(output), open_segment
         self._audio_from, self._start_s, self._end_s, self._metadata = audio_from, start_s, end_s, metadata
         idx = plan.index
@@ -159,6 +209,7 @@ class SegmentSink:
         self._t0 = time.monotonic()
         self._last_end_s: float | None = None
         self.report = SegmentReport(str(self.output))
+        self.choice = BackendChoice("x264", "segments of a resumable job")
 
     def write(self, frame: Frame) -> None:
         """Write one frame (H, W, 3) uint8 RGB with the input's pts."""
@@ -183,8 +234,9 @@ class SegmentSink:
         chunk = self.plan.chunks[n]
         if sink.report.frames != chunk.frames:  # the input ended early: a short segment is still kept
             self.report.notes.append(f"segment {n} has {sink.report.frames} of {chunk.frames} planned frames")
-        self.plan.work.mark_done(n, ChunkRecord(n, sink.report.frames, sink.report.frames,
-                                                time.monotonic() - self._t0, 0, 0, "local"))
+        self.plan.work.mark_done(
+            n, ChunkRecord(n, sink.report.frames, sink.report.frames, time.monotonic() - self._t0, 0, 0, "local")
+        )
         self._t0 = time.monotonic()
 
     def close(self, error: BaseException | None = None) -> None:
@@ -211,8 +263,15 @@ class SegmentSink:
         if not kept:
             return
         expected = sum(done[n].frames for n in kept)
-        rep = stitch([work.chunk_path(n) for n in kept], self.output, expected_frames=expected,
-                     audio_from=self._audio_from, start_s=self._start_s, end_s=self._end_s, metadata=self._metadata)
+        rep = stitch(
+            [work.chunk_path(n) for n in kept],
+            self.output,
+            expected_frames=expected,
+            audio_from=self._audio_from,
+            start_s=self._start_s,
+            end_s=self._end_s,
+            metadata=self._metadata,
+        )
         self.report.audio_packets, self.report.output_frames, self.report.complete = rep.audio_packets, rep.frames, True
         partial_name(self.output).unlink(missing_ok=True)  # an earlier stop's partial is superseded
         work.remove()
@@ -235,8 +294,15 @@ class SegmentSink:
         end_s = self._last_end_s if self._last_end_s is not None else self._end_s
         target = partial_name(self.output)
         try:
-            rep = stitch(files, target, expected_frames=frames, audio_from=self._audio_from,
-                         start_s=self._start_s, end_s=end_s, metadata=self._metadata)
+            rep = stitch(
+                files,
+                target,
+                expected_frames=frames,
+                audio_from=self._audio_from,
+                start_s=self._start_s,
+                end_s=end_s,
+                metadata=self._metadata,
+            )
         except (StreamSwapError, OSError) as exc:  # the segments stay: the next run resumes anyway
             self.report.notes.append(f"could not write {target.name} ({exc}); the finished segments are kept")
             return
@@ -245,3 +311,62 @@ class SegmentSink:
 
 
 __all__ = ["ResumePlan", "ResumeSettings", "SegmentReport", "SegmentSink", "plan_resume", "wants_resume"]
+
+
+H264_CONTAINERS = (".mp4", ".m4v", ".mov", ".mkv")  # where x264 segments can be stitched by packet copy
+
+
+def plan_job_resume(
+    options: SwapOptions,
+    engine: str,
+    src: VideoSource,
+    target: str,
+    output: str,
+    *,
+    encoder: BackendChoice,
+    detect_every: int,
+) -> ResumePlan | None:
+    """The resume plan of a video file job to a video file, or None when it is not resumable:
+    too short by default, --no-resume, not an H.264 container, or not encoded by x264
+    (`encoder`: the job's encoder choice; segments are joined by packet copy, shown for x264's)."""
+    from streamswap.video.probe import classify
+
+    if src.kind != "file" or classify(output) != "file" or Path(output).suffix.lower() not in H264_CONTAINERS:
+        return None
+    duration = src.info.duration_s
+    if duration is not None and (options.start_s > 0 or options.end_s is not None):
+        duration = min(duration, options.end_s or duration) - options.start_s
+    settings = ResumeSettings() if options.segment_s is None else ResumeSettings(segment_s=options.segment_s)
+    if not wants_resume(options.resume, duration, settings) or encoder.backend != "x264":
+        return None
+    opts = {k: v for k, v in asdict(options).items() if k not in ("overwrite", "resume")}
+    for k in ("sources", "target_faces"):  # the same files however they were named
+        opts[k] = [str(Path(p).resolve()) for p in opts[k]]
+    opts["generator"] = opts["generator"] and str(Path(opts["generator"]).resolve())
+    return plan_resume(
+        target,
+        output,
+        {"options": opts, "engine": engine},
+        start_s=options.start_s,
+        end_s=options.end_s,
+        detect_every=detect_every,
+        settings=settings,
+    )
+
+
+def open_segment_sink(output: str, src: VideoSource, options: SwapOptions, plan: ResumePlan) -> SegmentSink:
+    """A resumable job's sink: x264 segments in the work directory, stitched with the audio."""
+    from streamswap.options import SYNTHETIC_COMMENT
+    from streamswap.video.sinks import EncodeSettings, FileSink
+
+    settings = EncodeSettings(encoder="x264", crf=options.crf, preset=options.preset)
+    choice = BackendChoice("x264", "segment of a resumable job")
+    return SegmentSink(
+        plan,
+        output,
+        lambda path: FileSink(path, src.info, settings, choice, overwrite=True),
+        audio_from=src.spec,
+        start_s=options.start_s,
+        end_s=options.end_s,
+        metadata={"comment": SYNTHETIC_COMMENT},
+    )

@@ -30,8 +30,10 @@ def shipped_image(name: str) -> Path:
     package, rel = SHIPPED[name]
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise InputError(f"the demo image {name!r} comes with the {package} package, which is not installed; "
-                         "run `make demo` (it installs everything)")
+        raise InputError(
+            f"the demo image {name!r} comes with the {package} package, which is not installed; "
+            "run `make demo` (it installs everything)"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / rel
     if not path.is_file():
         raise InputError(f"{path} is missing from the installed {package} package; reinstall it")
@@ -67,6 +69,6 @@ def pan_zoom_frames(image: torch.Tensor, move: PanZoom = PanZoom()) -> Iterator[
         cx = ww / 2 + (iw - ww) * (0.5 + 0.5 * math.sin(2 * math.pi * t - math.pi / 2))
         cy = wh / 2 + (ih - wh) * 0.5
         x0, y0 = int(round(cx - ww / 2)), int(round(cy - wh / 2))
-        crop = src[:, :, max(0, y0):y0 + int(wh), max(0, x0):x0 + int(ww)]
+        crop = src[:, :, max(0, y0) : y0 + int(wh), max(0, x0) : x0 + int(ww)]
         out = F.interpolate(crop, size=(oh, ow), mode="bilinear", align_corners=False, antialias=True)
         yield out[0].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous()

@@ -78,8 +78,10 @@ class StopSignals:
             raise Stopped(signum)
         if self.count >= 3:
             os._exit(128 + signum)
-        sys.stderr.write(f"{signal.Signals(signum).name}: already stopping, finishing the output file "
-                         "(signal once more to quit at once, leaving it unfinished)\n")
+        sys.stderr.write(
+            f"{signal.Signals(signum).name}: already stopping, finishing the output file "
+            "(signal once more to quit at once, leaving it unfinished)\n"
+        )
         sys.stderr.flush()
 
 
@@ -92,5 +94,12 @@ def reinstall_stop_handlers() -> None:
             signal.signal(sig, handler)
 
 
-__all__ = ["STOP_SIGNALS", "StopSignals", "Stopped", "exit_code_of", "reason_of", "reinstall_stop_handlers",
-           "stop_reason"]
+__all__ = [
+    "STOP_SIGNALS",
+    "StopSignals",
+    "Stopped",
+    "exit_code_of",
+    "reason_of",
+    "reinstall_stop_handlers",
+    "stop_reason",
+]

@@ -18,7 +18,15 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+
+# OpenMP threads that find no work spin before they sleep (libgomp's default, ACTIVE-ish). The suite
+# runs two xdist workers, CLI subprocesses and Ray workers, each with a thread per core, on 2 cores:
+# spinning threads then take the cores the others need (measured: two concurrent 2-thread conv
+# loops took 4.1-4.4 s each by default, 2.4 s with PASSIVE, 1.6 s alone). Set before torch starts
+# its OpenMP runtime; children (CLI, Ray workers) inherit it. Only speed depends on it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("STREAMSWAP_SHARED", REPO.parent / "shared"))

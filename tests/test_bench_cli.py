@@ -40,7 +40,7 @@ def _environment_recorded(report):
 def test_bench_pipeline_reports_fps_stages_latency_and_memory(clips, tmp_path, cli):
     plot = tmp_path / "pipeline.png"
     report = _json(cli("bench", "pipeline", "-i", str(clips["singer"]), "-s", str(clips["mark"]), "--json",
-                       "--plot", str(plot)))
+                       "--no-host-syncs", "--plot", str(plot)))
     _environment_recorded(report)
     assert report["frames"] == 12 and report["fps"] > 0 and report["faces"] >= 10
     names = [s["name"] for s in report["stages"]]
@@ -50,6 +50,7 @@ def test_bench_pipeline_reports_fps_stages_latency_and_memory(clips, tmp_path, c
     assert 0 <= report["latency_p50_s"] <= report["latency_p95_s"]
     assert report["peak_rss_mib"] > report["peak_anon_mib"] > 100 and report["peak_gpu_mib"] is None
     assert report["settings"]["engine"] == "lite" and report["settings"]["video"] == str(clips["singer"])
+    assert report["host_syncs"] is None  # --no-host-syncs: one run only
     assert plot.read_bytes().startswith(PNG)
 
 
@@ -58,6 +59,16 @@ def test_bench_pipeline_runs_the_ghost_engine_with_stand_in_networks(clips, cli)
                        "--stand-in", "--width", "0.0625", "--json"))
     assert report["frames"] == 6 and report["fps"] > 0 and report["faces"] > 0
     assert report["settings"]["stand_in"] and report["settings"]["width"] == 0.0625
+    # the second, audited run (face models on the torch runtime, as CUDA runs them): host syncs
+    # per batch (per call) of each processing stage, by kind and call site
+    syncs = report["host_syncs"]
+    assert syncs["batch"] == 2 and syncs["face_runtime"] == "torch" and set(syncs["stages"]) == {"analyse", "track", "swap"}
+    for stage in report["stages"][1:-1]:
+        counted = syncs["stages"][stage["name"]]
+        assert stage["host_syncs_per_batch"] == counted["syncs_per_batch"] == counted["syncs"] / counted["calls"]
+        assert sum(counted["by_kind"].values()) == counted["syncs"]
+    assert 0 < syncs["total_per_batch"] <= 8
+    assert all(site.startswith("streamswap/") for s in syncs["stages"].values() for site in s["by_site"])
 
 
 def test_bench_stages_times_each_stage_by_batch_size(clips, tmp_path, cli):
@@ -104,7 +115,7 @@ def test_bench_baseline_runs_the_ghost_engine_the_seed_way(clips, cli):
 
 def test_bench_scaling_loops_the_input_to_each_length(clips, tmp_path, cli):
     plot = tmp_path / "scaling.png"
-    report = _json(cli("bench", "scaling", "-i", str(clips["dance"]), "-s", str(clips["mark"]), "--lengths",
+    report = _json(cli("bench", "length", "-i", str(clips["dance"]), "-s", str(clips["mark"]), "--lengths",
                        "0.24,0.72", "--baseline-up-to", "0.3", "--json", "--plot", str(plot)))
     _environment_recorded(report)
     runs = {(r["length_s"], r["kind"]): r for r in report["runs"]}
@@ -132,15 +143,17 @@ def test_bench_resume_measures_the_segmented_overhead(clips, cli):
     assert math.isclose(report["overhead"], report["segmented_seconds"] / report["plain_seconds"] - 1)
 
 
-@pytest.mark.timeout(240)  # three lite swaps of a 21-s clip (~40 s), the first stopped by SIGTERM
 def test_bench_stop_resume_stops_a_real_job_and_resumes_it(shared_data, tmp_path, cli):
+    # 12 s in four 3-s segments: stopped after two, the two left (~1.5 s of work here) leave the
+    # SIGTERM (sent within 0.2 s of the second segment's record) time to land mid-job
     out = tmp_path / "stop.json"
     report = _json(cli("bench", "stop-resume", "-i", str(shared_data / "videos" / "nggyup.mp4"), "-s",
-                       str(shared_data / "images" / "mark.jpg"), "--seconds", "21", "--size", "96x54",
-                       "--stop-at", "0.5", "--json", "--out", str(out)))
+                       str(shared_data / "images" / "mark.jpg"), "--seconds", "12", "--segment-seconds", "3",
+                       "--size", "96x54", "--stop-at", "0.5", "--json", "--out", str(out)))
     assert json.loads(out.read_text()) == report
     assert report["first"]["exit"] == 143 and report["frames_match"] and report["audio_identical"]
     assert report["second"]["segments_reused"] >= 1 and report["second_decoded_fraction"] < 0.75
     seams = report["seams"]
-    assert seams["frames_compared"] == report["frames_in_input"] == 525 and seams["max_abs_diff"] <= 10
+    assert report["second"]["segments"] == 4
+    assert seams["frames_compared"] == report["frames_in_input"] == 300 and seams["max_abs_diff"] <= 10
     assert report["encoder_noise_min_psnr_db"] > 30

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import av
 import pytest
-from helpers_media import audio_packets, make_video, video_facts
+from helpers_media import audio_packets, video_facts
+from streamswap.bench.media import make_video
 
 from streamswap.cluster.chunks import (
     PlanSettings,

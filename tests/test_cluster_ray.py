@@ -1,6 +1,7 @@
 """Cluster jobs on a real local Ray cluster (2 CPUs, lite engine, started once for the module):
-seams of a chunked nggyup.mp4 against the single-process job, a worker killed mid-chunk, an
-interrupted job resumed, and `batch` / `swap --workers` through the CLI."""
+seams of a chunked nggyup.mp4 against the single-process job, a worker killed mid-chunk (on the
+slow-lite test engine, tests/slow_engine), an interrupted job resumed, `batch` through the CLI
+and `bench workers` (`swap --workers` through the CLI: test_cluster_safety)."""
 
 from __future__ import annotations
 
@@ -17,17 +18,13 @@ import av
 import numpy as np
 import pytest
 import torch
-from helpers_media import audio_packets, make_video, video_facts
+from helpers_media import audio_packets, video_facts
+from streamswap.bench.media import make_video
 
 ray = pytest.importorskip("ray")
 
-from streamswap.api import (
-    SwapOptions,
-    load_engine_models,
-    source_identity,
-    swap_span,
-    swap_video,
-)
+from streamswap.api import SwapOptions, swap_span, swap_video
+from streamswap.engines.lite import ENGINE as LITE
 from streamswap.cluster.chunks import PlanSettings, index_video, plan_chunks
 from streamswap.cluster.run import ClusterSettings, swap_cluster
 from streamswap.cluster.workdir import work_dir_for
@@ -37,18 +34,36 @@ from streamswap.cluster.workdir import work_dir_for
 LOSSLESS = {"crf": 0, "preset": "ultrafast"}
 
 
+# The slow-lite engine: lite, holding a chunk when asked to (the worker-kill test's window)
+SLOW_LITE = Path(__file__).parent / "slow_engine"
+
+
 @pytest.fixture(scope="module")
-def cluster():
+def holds(tmp_path_factory) -> Path:
+    """Where a test asks a worker of the slow-lite engine to hold its chunk: a file named by the
+    worker's pid, holding the seconds to wait (tests/slow_engine/streamswap_slow_lite.py)."""
+    return tmp_path_factory.mktemp("holds")
+
+
+@pytest.fixture(scope="module")
+def cluster(holds):
     """One local Ray cluster for the module, as a job starts it (127.0.0.1 only): 2 CPUs, no
-    dashboard, workers' logs not forwarded. Its workers inherit STREAMSWAP_CHUNK_DELAY: the first
-    attempt of chunk 1 of any input called slow.mp4 waits 3 s (the worker-kill test's window)."""
+    dashboard, workers' logs not forwarded. Its workers inherit the driver's environment at the
+    start: the slow-lite test engine installed (on PYTHONPATH, its metadata beside it) and the
+    folder of its holds."""
     from streamswap.cluster.run import start_local_cluster
 
-    os.environ["STREAMSWAP_CHUNK_DELAY"] = "slow.mp4:1:3"
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "STREAMSWAP_SLOW_LITE_HOLDS")}
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(SLOW_LITE), saved["PYTHONPATH"]) if p)
+    os.environ["STREAMSWAP_SLOW_LITE_HOLDS"] = str(holds)
     try:
         start_local_cluster(2)
     finally:
-        del os.environ["STREAMSWAP_CHUNK_DELAY"]
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     signal.signal(signal.SIGINT, signal.getsignal(signal.SIGINT))  # Ray takes Ctrl-C over; give it back to pytest
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
@@ -59,23 +74,21 @@ def mark(shared_data) -> str:
     return str(shared_data / "images" / "mark.jpg")
 
 
-@pytest.fixture(scope="module")
-def short_clip(shared_data, tmp_path_factory) -> Path:
-    """nggyup's first 3 s at 480x270 with a keyframe every 0.5 s, and its audio (packet copy): a
-    cheaper real input for the fault and resume tests."""
-    src_path = shared_data / "videos" / "nggyup.mp4"
-    path = tmp_path_factory.mktemp("clip") / "short.mp4"
+def _scaled_clip(src_path: Path, path: Path, *, frames: int, size: tuple[int, int]) -> Path:
+    """The first `frames` frames of `src_path` (30 fps) re-encoded at `size` with a keyframe every
+    0.5 s, and the matching stretch of its audio (packet copy)."""
+    w, h = size
     with av.open(str(src_path)) as src, av.open(str(path), "w") as out:
         vs = out.add_stream("libx264", rate=30)
-        vs.width, vs.height, vs.pix_fmt = 480, 270, "yuv420p"
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
         vs.codec_context.options = {"preset": "ultrafast", "crf": "20", "g": "15", "keyint_min": "15",
                                     "sc_threshold": "0"}
         audio_in = src.streams.audio[0]
         audio_out = out.add_stream_from_template(audio_in)
         for i, frame in enumerate(src.decode(video=0)):
-            if i == 90:
+            if i == frames:
                 break
-            f = frame.reformat(width=480, height=270, format="yuv420p")
+            f = frame.reformat(width=w, height=h, format="yuv420p")
             f.pts, f.time_base = i, Fraction(1, 30)
             for pkt in vs.encode(f):
                 out.mux(pkt)
@@ -83,11 +96,29 @@ def short_clip(shared_data, tmp_path_factory) -> Path:
             out.mux(pkt)
         src.seek(0)
         for pkt in src.demux(audio_in):
-            if pkt.dts is None or pkt.dts * pkt.time_base >= 3:
+            if pkt.dts is None or pkt.dts * pkt.time_base >= frames / 30:
                 continue
             pkt.stream = audio_out
             out.mux(pkt)
     return path
+
+
+@pytest.fixture(scope="module")
+def short_clip(shared_data, tmp_path_factory) -> Path:
+    """nggyup's first 3 s at 480x270 with a keyframe every 0.5 s, and its audio (packet copy): a
+    cheaper real input for the fault and resume tests."""
+    return _scaled_clip(shared_data / "videos" / "nggyup.mp4", tmp_path_factory.mktemp("clip") / "short.mp4",
+                        frames=90, size=(480, 270))
+
+
+@pytest.fixture(scope="module")
+def seam_clip(shared_data, tmp_path_factory) -> Path:
+    """nggyup's first 5 s (150 frames) at 640x360, and its audio: three 2-s chunks (the last one
+    1 s, the shortest tail the planner keeps as a chunk) whose two seams, frames 60 and 120, each
+    come after a full chunk longer than the 1-s warm-up, as in the whole 720p file with 3-s chunks,
+    at about a quarter of its cost."""
+    return _scaled_clip(shared_data / "videos" / "nggyup.mp4", tmp_path_factory.mktemp("clip") / "seams.mp4",
+                        frames=150, size=(640, 360))
 
 
 def _frames_at(path: Path, wanted: set[int]) -> dict[int, np.ndarray]:
@@ -111,22 +142,21 @@ def _free_cpus() -> float:
     return ray.available_resources().get("CPU", 0.0)
 
 
-@pytest.mark.timeout(300)  # the whole of nggyup three ways (single process, 3 chunks, no warm-up): 60-90 s on 2 cores
-def test_nggyup_in_three_chunks_over_two_workers_matches_the_single_process_job(cluster, mark, shared_data, tmp_path):
-    src = shared_data / "videos" / "nggyup.mp4"
+@pytest.mark.timeout(300)  # nggyup's first 5 s at 360p three ways (single process, 3 chunks, no warm-up)
+def test_nggyup_in_three_chunks_over_two_workers_matches_the_single_process_job(cluster, mark, seam_clip, tmp_path):
+    src = seam_clip
     options = SwapOptions(sources=(mark,), engine="lite", **LOSSLESS)
-    # the reference runs to 6.7 s: past the second seam and its look-ahead, cheaper than the whole file
-    single = swap_video(replace(options, end_s=6.7), str(src), str(tmp_path / "single.mp4"))
-    report = swap_cluster(options, str(src), str(tmp_path / "chunked.mp4"), ClusterSettings(workers=2, chunk_s=3.0))
+    single = swap_video(options, str(src), str(tmp_path / "single.mp4"))
+    report = swap_cluster(options, str(src), str(tmp_path / "chunked.mp4"), ClusterSettings(workers=2, chunk_s=2.0))
     assert report.chunks_total == 3 and report.workers == 2 and report.retries == 0
     assert {w.worker for w in report.worker_stats if w.chunks} == {0, 1}  # both workers ran chunks
     _check_exact(tmp_path / "chunked.mp4", src)
-    assert report.frames == 289 and single.frames == 201
+    assert report.frames == single.frames == 150
     with av.open(str(tmp_path / "chunked.mp4")) as c:
         assert "synthetic" in c.metadata.get("comment", "")
     assert not work_dir_for(tmp_path / "chunked.mp4").exists()  # removed once the output is complete
 
-    seams = [90, 180]
+    seams = [60, 120]
     near = {i for s in seams for i in range(s - 4, s + 4)}
     a, b = _frames_at(tmp_path / "single.mp4", near), _frames_at(tmp_path / "chunked.mp4", near)
     diffs = [np.abs(a[i].astype(int) - b[i].astype(int)) for i in sorted(near)]
@@ -135,10 +165,10 @@ def test_nggyup_in_three_chunks_over_two_workers_matches_the_single_process_job(
     # the encoder's share: the seam's input frames encoded whole and cut at the seam by the chunk
     # encoder decode identically, so the threshold below only has to absorb the processing's
     # leftovers (the tracker's filter state after its warm-up: a few levels at a few pixels)
-    seam_frames = _frames_at(src, set(range(86, 94)))
-    whole = _encode([seam_frames[i] for i in range(86, 94)], 86, tmp_path / "whole.mp4")
-    cut = {**_encode([seam_frames[i] for i in range(86, 90)], 86, tmp_path / "cut0.mp4"),
-           **_encode([seam_frames[i] for i in range(90, 94)], 90, tmp_path / "cut1.mp4")}
+    seam_frames = _frames_at(src, set(range(56, 64)))
+    whole = _encode([seam_frames[i] for i in range(56, 64)], 56, tmp_path / "whole.mp4")
+    cut = {**_encode([seam_frames[i] for i in range(56, 60)], 56, tmp_path / "cut0.mp4"),
+           **_encode([seam_frames[i] for i in range(60, 64)], 60, tmp_path / "cut1.mp4")}
     noise = max(int(np.abs(whole[i].astype(int) - cut[i].astype(int)).max()) for i in whole)
     assert noise == 0
     assert worst_max <= 6 and worst_mean <= 0.01, (worst_max, worst_mean)
@@ -146,14 +176,14 @@ def test_nggyup_in_three_chunks_over_two_workers_matches_the_single_process_job(
     # and the margin is what makes it so: the second chunk's first frames run without warm-up
     # differ from the single-process job far beyond that threshold
     ix = index_video(src)
-    cold = plan_chunks(ix, PlanSettings(chunk_s=3.0, warmup_s=0.0, lookahead=0, detect_every=5))[1]
-    models = load_engine_models(options, "lite", torch.device("cpu"))
-    span = replace(cold.span(ix), emit_to=ix.pts[95], run_to=ix.pts[95], frames=5)
+    cold = plan_chunks(ix, PlanSettings(chunk_s=2.0, warmup_s=0.0, lookahead=0, detect_every=5))[1]
+    models = LITE.load(options, torch.device("cpu"))
+    span = replace(cold.span(ix), emit_to=ix.pts[65], run_to=ix.pts[65], frames=5)
     swap_span(options, str(src), str(tmp_path / "cold.mp4"), span, models=models,
-              identity=source_identity(models, options))
+              identity=LITE.source_identity(models, options))
     c = _frames_at(tmp_path / "cold.mp4", set(range(5)))
-    a = _frames_at(tmp_path / "single.mp4", set(range(90, 95)))
-    cold_max = max(int(np.abs(a[90 + i].astype(int) - c[i].astype(int)).max()) for i in range(5))
+    a = _frames_at(tmp_path / "single.mp4", set(range(60, 65)))
+    cold_max = max(int(np.abs(a[60 + i].astype(int) - c[i].astype(int)).max()) for i in range(5))
     assert cold_max > 5 * max(worst_max, 1), (cold_max, worst_max)
 
 
@@ -176,19 +206,20 @@ def _encode(frames: list[np.ndarray], first: int, path: Path) -> dict[int, np.nd
     return {first + i: got[i] for i in range(len(frames))}
 
 
-def test_a_worker_killed_during_a_chunk_is_replaced_and_the_output_is_still_exact(cluster, mark, short_clip, tmp_path):
-    options = SwapOptions(sources=(mark,), engine="lite", preset="ultrafast")
+def test_a_worker_killed_during_a_chunk_is_replaced_and_the_output_is_still_exact(cluster, holds, mark, short_clip,
+                                                                                   tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(SLOW_LITE))  # the driver finds the engine too
+    options = SwapOptions(sources=(mark,), engine="slow-lite", preset="ultrafast")
     killed: list[int] = []
 
     def kill_during_chunk_1(task, worker):
-        if task.number == 1 and not killed:  # chunk 1 of slow.mp4 waits 3 s on its worker first: kill it then
+        if task.number == 1 and not killed:  # its worker holds it 3 s (from its next batch): kill it then
             killed.append(worker["pid"])
+            (holds / str(worker["pid"])).write_text("3")
             threading.Timer(0.5, os.kill, (worker["pid"], signal.SIGKILL)).start()
 
-    slow = tmp_path / "slow.mp4"  # the name the cluster's STREAMSWAP_CHUNK_DELAY waits for
-    slow.write_bytes(short_clip.read_bytes())
     out = tmp_path / "out.mp4"
-    report = swap_cluster(options, str(slow), str(out), ClusterSettings(workers=2, chunk_s=1.0, warmup_s=0.5),
+    report = swap_cluster(options, str(short_clip), str(out), ClusterSettings(workers=2, chunk_s=1.0, warmup_s=0.5),
                           on_assign=kill_during_chunk_1)
     assert killed and report.retries == 1
     (entry,) = report.retry_log
@@ -196,7 +227,7 @@ def test_a_worker_killed_during_a_chunk_is_replaced_and_the_output_is_still_exac
     (rerun,) = [c for c in report.chunk_log if c["chunk"] == 1]
     assert rerun["worker"] != entry["worker"]  # retried on the other worker
     assert report.outputs[0].chunks_run == report.chunks_total == 3
-    _check_exact(out, slow)
+    _check_exact(out, short_clip)
     assert killed[0] not in {w.pid for w in report.worker_stats}  # the dead process was replaced
 
 
@@ -259,61 +290,14 @@ def test_batch_over_three_inputs_with_one_already_done_processes_two(cluster, cl
     assert sum(w["frames"] for w in report["worker_stats"]) == 40
 
 
-def test_swap_with_workers_starts_a_local_cluster_and_keeps_a_time_range_in_sync(cli, mark, tmp_path):
-    clip = _clip_with_keyframes(tmp_path / "clip.mp4", frames=80, fps=20, gop=10)
-    out = tmp_path / "out.mp4"
-    result = cli("swap", "--source", mark, "--target", str(clip), "--output", str(out), "--engine", "lite",
-                 "--preset", "ultrafast", "--workers", "2", "--chunk-seconds", "1", "--start", "0.5", "--end", "3.5",
-                 "--json", "--quiet")
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout)
-    assert report["workers"] == 2 and report["chunks_total"] == 3 and report["frames"] == 60
-    assert all({"worker", "pid", "chunks", "frames", "fps"} <= set(w) for w in report["worker_stats"])
-    # the same range in one process: same frames, times shifted to 0 alike, the same stretch of audio
-    options = SwapOptions(sources=(mark,), engine="lite", preset="ultrafast", start_s=0.5, end_s=3.5)
-    swap_video(options, str(clip), str(tmp_path / "single.mp4"))
-    single, chunked = video_facts(tmp_path / "single.mp4"), video_facts(out)
-    assert chunked["frames"] == single["frames"] == 60
-    assert chunked["times"] == pytest.approx(single["times"], abs=1e-6) and chunked["times"][0] == 0
-    assert audio_packets(out) == audio_packets(tmp_path / "single.mp4")
-
-
-def _clip_with_keyframes(path: Path, *, frames: int, fps: int, gop: int) -> Path:
-    """A small synthetic clip (192x108, AAC audio) with a keyframe every `gop` frames."""
-    from helpers_media import pattern
-
-    with av.open(str(path), "w") as out:
-        vs = out.add_stream("libx264", rate=fps)
-        vs.width, vs.height, vs.pix_fmt = 192, 108, "yuv420p"
-        vs.codec_context.options = {"preset": "ultrafast", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
-        aud = out.add_stream("aac", rate=16000)
-        aud.layout = "mono"
-        for i in range(frames):
-            f = av.VideoFrame.from_ndarray(pattern(192, 108, i), format="rgb24").reformat(format="yuv420p")
-            f.pts, f.time_base = i, Fraction(1, fps)
-            for pkt in vs.encode(f):
-                out.mux(pkt)
-        for pkt in vs.encode(None):
-            out.mux(pkt)
-        tone = (0.1 * np.sin(np.arange(16000 * frames // fps) / 4)).astype(np.float32)
-        for k in range(0, len(tone) - 1023, 1024):
-            af = av.AudioFrame.from_ndarray(tone[None, k:k + 1024], format="flt", layout="mono")
-            af.sample_rate, af.pts, af.time_base = 16000, k, Fraction(1, 16000)
-            for pkt in aud.encode(af):
-                out.mux(pkt)
-        for pkt in aud.encode(None):
-            out.mux(pkt)
-    return path
-
-
 def test_bench_scale_times_one_and_two_workers(cluster, mark, tmp_path):
     from typer.testing import CliRunner
 
-    from streamswap.cli import _register, app
+    from streamswap.cli import app, register as _register
 
     _register()  # in this process: the command runs on the module's cluster instead of starting one
-    clip = _clip_with_keyframes(tmp_path / "clip.mp4", frames=40, fps=20, gop=10)
-    result = CliRunner().invoke(app, ["bench", "scale", "--input", str(clip), "--source", mark, "--workers", "1,2",
+    clip = make_video(tmp_path / "clip.mp4", frames=40, size=(192, 108), fps=20, gop=10, audio=True)
+    result = CliRunner().invoke(app, ["bench", "workers", "--input", str(clip), "--source", mark, "--workers", "1,2",
                                       "--chunk-seconds", "1", "--no-single", "--preset", "ultrafast", "--json",
                                       "--out", str(tmp_path / "scale.json")])
     assert result.exit_code == 0, result.output[-3000:]

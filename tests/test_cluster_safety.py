@@ -1,7 +1,8 @@
 """A cluster job cannot leak, corrupt or hang itself, on real local Ray clusters (127.0.0.1):
 
 - the cluster `swap --workers` starts listens on 127.0.0.1 only (every socket of the job's
-  processes, read from /proc), and RAY_ADDRESS without --ray-address is ignored;
+  processes, read from /proc), RAY_ADDRESS without --ray-address is ignored, and a time range
+  comes out as the single-process job's (frames, times from 0, audio);
 - a worker with another StreamSwap version, or other model files, refuses the job with one line;
 - a second job on the same output is refused with one line while the first runs;
 - a kept chunk that was damaged is run again, never stitched;
@@ -11,6 +12,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import shutil
@@ -21,14 +23,15 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers_media import video_facts
+from helpers_media import audio_packets, video_facts
+from streamswap.bench.media import make_video
 
 from conftest import REPO, default_signals, start_cli
 
 ray = pytest.importorskip("ray")
 
 from streamswap import __version__  # noqa: E402
-from streamswap.api import SwapOptions  # noqa: E402
+from streamswap.api import SwapOptions, swap_video  # noqa: E402
 from streamswap.cluster.outputs import lock_path_for  # noqa: E402
 from streamswap.cluster.run import ClusterSettings, start_local_cluster, swap_cluster  # noqa: E402
 from streamswap.cluster.workdir import work_dir_for  # noqa: E402
@@ -50,24 +53,8 @@ def mark(shared_data) -> str:
 
 
 def _clip(path: Path, frames: int = 60, fps: int = 20) -> Path:
-    """A synthetic clip with a keyframe every 10 frames (so 1 s chunks can be cut)."""
-    import av
-    from fractions import Fraction
-
-    from helpers_media import pattern
-
-    with av.open(str(path), "w") as out:
-        vs = out.add_stream("libx264", rate=fps)
-        vs.width, vs.height, vs.pix_fmt = 192, 108, "yuv420p"
-        vs.codec_context.options = {"preset": "ultrafast", "g": "10", "keyint_min": "10", "sc_threshold": "0"}
-        for i in range(frames):
-            f = av.VideoFrame.from_ndarray(pattern(192, 108, i), format="rgb24").reformat(format="yuv420p")
-            f.pts, f.time_base = i, Fraction(1, fps)
-            for pkt in vs.encode(f):
-                out.mux(pkt)
-        for pkt in vs.encode(None):
-            out.mux(pkt)
-    return path
+    """A synthetic clip (192x108, AAC audio) with a keyframe every 10 frames (so 1-s chunks can be cut)."""
+    return make_video(path, frames=frames, size=(192, 108), fps=fps, gop=10, audio=True)
 
 
 # -- sockets from /proc: which addresses the processes of a job listen on ----------------------
@@ -147,13 +134,14 @@ def _name(pid: int) -> str:
 
 
 @pytest.mark.timeout(200)  # a local cluster started and a 4-chunk job: 20-40 s on two busy cores
-def test_the_local_cluster_of_a_job_listens_on_loopback_only_and_ignores_ray_address(mark, tmp_path):
+def test_swap_with_workers_starts_a_loopback_only_cluster_ignores_ray_address_and_keeps_a_time_range_in_sync(
+        mark, tmp_path):
     clip = _clip(tmp_path / "clip.mp4", frames=80)
     out = tmp_path / "out.mp4"
     # a stale RAY_ADDRESS must not make the job join (or wait for) another cluster without --ray-address
     proc = start_cli("swap", "--source", mark, "--target", str(clip), "--output", str(out), "--engine", "lite",
-                     "--preset", "ultrafast", "--workers", "2", "--chunk-seconds", "1", "--quiet",
-                     env={"RAY_ADDRESS": "127.0.0.1:9"})
+                     "--preset", "ultrafast", "--workers", "2", "--chunk-seconds", "1", "--start", "0.5",
+                     "--end", "3.5", "--json", "--quiet", env={"RAY_ADDRESS": "127.0.0.1:9"})
     seen: dict[tuple[int, int], tuple[str, str, str, int]] = {}  # (pid, inode) -> (process, proto, address, port)
     deadline = time.monotonic() + 180
     try:
@@ -169,12 +157,22 @@ def test_the_local_cluster_of_a_job_listens_on_loopback_only_and_ignores_ray_add
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0, stderr[-3000:]
-    assert video_facts(out)["frames"] == 80
     names = {v[0] for v in seen.values()}
     # the job's own servers were seen: Ray's GCS, the raylet and a worker's core-worker server
     assert {"gcs_server", "raylet"} <= names and any("ChunkWorker" in n or n.startswith("ray::") for n in names), seen
     wide = {k: v for k, v in seen.items() if not _loopback(v[2])}
     assert not wide, f"listening beyond 127.0.0.1: {sorted(wide.values())}"
+
+    report = json.loads(stdout)
+    assert report["workers"] == 2 and report["chunks_total"] == 3 and report["frames"] == 60
+    assert all({"worker", "pid", "chunks", "frames", "fps"} <= set(w) for w in report["worker_stats"])
+    # the same range in one process: same frames, times shifted to 0 alike, the same stretch of audio
+    options = SwapOptions(sources=(mark,), engine="lite", preset="ultrafast", start_s=0.5, end_s=3.5)
+    swap_video(options, str(clip), str(tmp_path / "single.mp4"))
+    single, chunked = video_facts(tmp_path / "single.mp4"), video_facts(out)
+    assert chunked["frames"] == single["frames"] == 60
+    assert chunked["times"] == pytest.approx(single["times"], abs=1e-6) and chunked["times"][0] == 0
+    assert audio_packets(out) == audio_packets(tmp_path / "single.mp4")
 
 
 def _head(tmp_path: Path, pythonpath: Path) -> tuple[subprocess.Popen[str], str]:
@@ -241,11 +239,12 @@ def test_workers_with_another_version_or_other_model_files_refuse_the_job(mark, 
         assert not (tmp_path / "out.mp4").exists()
 
 
-def test_a_second_job_on_the_same_output_is_refused_while_the_first_runs(mark, tmp_path):
+def test_a_second_job_on_the_same_output_is_refused_while_the_first_runs(cluster, mark, tmp_path):
     clip = _clip(tmp_path / "clip.mp4", frames=60)
     out = tmp_path / "out.mp4"
+    # both join the module's cluster (starting one per job is test_swap_with_workers_...'s)
     args = ("swap", "--source", mark, "--target", str(clip), "--output", str(out), "--engine", "lite",
-            "--preset", "ultrafast", "--workers", "1", "--chunk-seconds", "1", "--quiet")
+            "--preset", "ultrafast", "--workers", "1", "--ray-address", cluster, "--chunk-seconds", "1", "--quiet")
     first = start_cli(*args)
     try:
         deadline = time.monotonic() + 60

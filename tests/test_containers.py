@@ -12,7 +12,8 @@ import av
 import numpy as np
 import pytest
 
-from helpers_media import audio_packets, make_video, video_facts
+from helpers_media import audio_packets, video_facts
+from streamswap.bench.media import make_video
 from streamswap.errors import InputError
 from streamswap.video.containers import video_encoder_for
 

@@ -13,7 +13,7 @@ from torch import nn
 from helpers_media import audio_packets, video_facts
 from onnx_fakes import export_fake_2d106, export_fake_scrfd
 from streamswap.api import SwapOptions, swap_video
-from streamswap.engines.ghost import GhostParts, GhostSwapper, source_embedding
+from streamswap.engines.ghost import GhostParts, GhostSwapper, ghost_models, source_embedding
 from streamswap.faces.detect import DetectSettings, SCRFDDetector
 from streamswap.faces.identity import TorchArcFace
 from streamswap.faces.image import read_image
@@ -56,7 +56,7 @@ def test_ghost_engine_runs_the_swap_graph_end_to_end(shared_data, tmp_path, part
     assert run_cli("transcode", str(video), str(clip), "--max-frames", "20", "--preset", "ultrafast", "-q").returncode == 0
     options = SwapOptions(sources=(str(shared_data / "images" / "mark.jpg"),), source_face_index=0, batch_size=4,
                           preset="ultrafast")
-    report = swap_video(options, str(clip), str(out), parts=parts)
+    report = swap_video(options, str(clip), str(out), models=ghost_models(parts))
     assert report.engine == "ghost" and report.frames == 20 and report.frames_swapped > 0
     assert video_facts(out)["frames"] == 20 and audio_packets(out) == audio_packets(clip)
     # the generator saw batches of aligned 256 crops in [-1, 1] and the source identity

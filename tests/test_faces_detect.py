@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from onnx_fakes import export_fake_scrfd, sample_video_frames
+from onnx_fakes import export_fake_scrfd
+from streamswap.bench.media import sample_video_frames
 from streamswap.errors import InputError
 from streamswap.faces.detect import DetectSettings, SCRFDDetector, letterbox
 from streamswap.faces.image import read_image

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from onnx_fakes import sample_video_frames
+from streamswap.bench.media import sample_video_frames
 from streamswap.errors import InputError, NoFaceError
 from streamswap.faces.identity import cosine_similarity, largest_face
 from streamswap.faces.image import read_image

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from onnx_fakes import export_fake_2d106, export_fake_recogniser, export_fake_scrfd, rng_image
+from streamswap.compat import onnx2torch as onnx2torch_compat
 from streamswap.errors import ModelError
 from streamswap.faces import onnx_runtime
 from streamswap.faces.detect import SCRFD_SIGNATURE
@@ -101,7 +102,7 @@ def test_onnx2torch_import_leaves_no_torchvision_behind() -> None:
     # a fresh interpreter: this one may have imported onnx2torch already
     code = (
         "import sys\n"
-        "from streamswap.faces.onnx_runtime import import_onnx2torch\n"
+        "from streamswap.compat.onnx2torch import import_onnx2torch\n"
         "m = import_onnx2torch()\n"
         "assert m.convert, 'onnx2torch has convert'\n"
         "assert 'torchvision' not in sys.modules and 'torchvision.ops' not in sys.modules\n"
@@ -121,11 +122,11 @@ def test_missing_onnx2torch_names_the_install_command(monkeypatch: pytest.Monkey
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx2torch" else real(name, *a))
     with pytest.raises(ModelError, match=r"pip install --no-deps onnx2torch==1\.5\.15"):
-        onnx_runtime.import_onnx2torch()
+        onnx2torch_compat.import_onnx2torch()
 
 
 def test_stand_in_ops_behave_like_torchvisions() -> None:
-    tv, ops = onnx_runtime._torchvision_stand_in()
+    tv, ops = onnx2torch_compat._torchvision_stand_in()
     g = np.random.default_rng(0)
     xy = g.uniform(0, 100, (60, 2))
     boxes = torch.tensor(np.concatenate([xy, xy + g.uniform(5, 40, (60, 2))], 1), dtype=torch.float32)

@@ -9,7 +9,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import time
 import zlib
 from fractions import Fraction
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, default_signals
-from helpers_media import make_video
+from streamswap.bench.media import make_video
 from streamswap.errors import InputError
 from streamswap.limits import (
     DEFAULT_MAX_IMAGE_PIXELS,
@@ -64,28 +63,38 @@ def raw_video_header(path: Path, size: int = 10000) -> Path:
     return path
 
 
+# The CLI is started by a small launcher, which reports its child's peak RSS (os.wait4). Read
+# directly, a child of this test process would count this process's pages too: a forked child
+# shares them until its exec, and Linux carries that high-water mark across exec into ru_maxrss
+# (a child of a 1.5-GB process running `python -c pass` read 1508 MiB; through the launcher 11 MiB).
+LAUNCHER = """
+import os, sys
+report = os.dup(1)
+pid = os.fork()
+if pid == 0:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.execv(sys.executable, [sys.executable, "-m", "streamswap", *sys.argv[1:]])
+_, status, usage = os.wait4(pid, 0)
+os.write(report, f"{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}\\n".encode())
+"""
+
+
 def run_measured(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> tuple[int, str, float]:
-    """The real CLI in a subprocess: (exit code, stderr, peak RSS in bytes from os.wait4)."""
+    """The real CLI in a subprocess: (exit code, stderr, peak RSS in bytes, the CLI's own)."""
     with tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "streamswap", *args], cwd=REPO, env={**os.environ, **(env or {})},
-                                stdout=subprocess.DEVNULL, stderr=err, preexec_fn=default_signals)
-        _, status, usage = _wait4(proc.pid, timeout)
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4, not by Popen
+        proc = subprocess.Popen([sys.executable, "-S", "-c", LAUNCHER, *args], cwd=REPO,
+                                env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=err, text=True,
+                                preexec_fn=default_signals, start_new_session=True)
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.communicate()
+            raise TimeoutError(f"the CLI ran past {timeout} s") from None
+        code, maxrss = (int(v) for v in out.split())
         err.seek(0)
-        return proc.returncode, err.read(), usage.ru_maxrss * 1024.0  # ru_maxrss: KiB on Linux
-
-
-def _wait4(pid: int, timeout: float):
-    deadline = time.monotonic() + timeout
-    while True:
-        got, status, usage = os.wait4(pid, os.WNOHANG)
-        if got == pid:
-            return got, status, usage
-        if time.monotonic() > deadline:
-            os.kill(pid, 9)
-            os.wait4(pid, 0)
-            raise TimeoutError(f"the CLI ran past {timeout} s")
-        time.sleep(0.05)
+        return code, err.read(), maxrss * 1024.0  # ru_maxrss: KiB on Linux
 
 
 def _one_error_line(stderr: str, *words: str) -> str:

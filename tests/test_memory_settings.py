@@ -10,7 +10,7 @@ import pytest
 
 PROBE = r"""
 import ctypes, sys
-from streamswap.bench.report import _status_mib
+from streamswap.bench.report import status_mib
 from streamswap.memory import map_large_blocks
 if sys.argv[1] == "set":
     assert map_large_blocks()
@@ -21,9 +21,9 @@ size = 3 * 1024 * 1024  # a 720p RGB frame is 2.6 MiB
 first = libc.malloc(size); ctypes.memset(first, 1, size); libc.free(first)  # glibc raises its threshold here
 frame = libc.malloc(size); ctypes.memset(frame, 1, size)
 keep = [libc.malloc(4096) for _ in range(64)]  # later heap blocks pin the heap's top
-before = _status_mib("RssAnon")["RssAnon"]
+before = status_mib("RssAnon")["RssAnon"]
 libc.free(frame)
-print(before - _status_mib("RssAnon")["RssAnon"])
+print(before - status_mib("RssAnon")["RssAnon"])
 """
 
 

@@ -17,7 +17,7 @@ from torch import nn
 from conftest import run_cli
 from onnx_fakes import export_fake_2d106, export_fake_scrfd
 from streamswap.api import SwapOptions, swap_video
-from streamswap.engines.ghost import GhostParts
+from streamswap.engines.ghost import GhostParts, ghost_models
 from streamswap.faces.detect import DetectSettings, SCRFDDetector
 from streamswap.faces.identity import TorchArcFace
 from streamswap.faces.landmarks import Landmark106
@@ -70,7 +70,7 @@ def _parts(face_models, generator: nn.Module) -> GhostParts:
 def _swap(shared_data, face_models, generator, target: Path, out: Path):
     options = SwapOptions(sources=(str(shared_data / "images" / "mark.jpg"),), source_face_index=0, batch_size=4,
                           preset="ultrafast")
-    return swap_video(options, str(target), str(out), parts=_parts(face_models, generator))
+    return swap_video(options, str(target), str(out), models=ghost_models(_parts(face_models, generator)))
 
 
 def _black(path: Path) -> int:

@@ -11,7 +11,7 @@ import logging
 import socket
 
 import pytest
-from helpers_media import make_video
+from streamswap.bench.media import make_video
 from http_fixture import FileServer
 
 from conftest import start_cli

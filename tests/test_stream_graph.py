@@ -214,6 +214,32 @@ def test_ctrl_c_stops_the_graph_finalises_the_sink_and_reraises(sigint_raises):
     assert _stage_threads_alive() == []
 
 
+def test_the_thread_that_runs_the_graph_never_waits_inside_event_wait(monkeypatch):
+    """A stop signal's handler raises in the thread running the graph. Raised inside
+    `Event.wait`, between its condition lock's release and re-acquire, it left that lock released
+    and the stop surfaced as "RuntimeError: release unlocked lock" (seen once in a CI-like run).
+    So that thread waits by sleeping, never in `Event.wait`."""
+    runner = threading.get_ident()
+    calls: list[str] = []
+    original = threading.Event.wait
+
+    def wait(self, timeout=None):
+        if threading.get_ident() == runner and timeout is not None:  # (Thread.start's own wait has none)
+            calls.append("Event.wait")
+        return original(self, timeout)
+
+    monkeypatch.setattr(threading.Event, "wait", wait)
+    out = Collect()
+    g = Graph(Source("src", paced(40, every_s=0.002)), [Stage("mid", lambda b: b)], out.sink())
+    g.run(interval_s=0.01)
+    assert len(out.items) == 40 and calls == []
+    g2 = Graph(Source("src", paced(None, every_s=0.002)), [], Collect().sink())
+    g2.start()
+    assert not g2.wait(0.05)  # still running: the timeout is kept
+    g2.interrupt()
+    assert g2.wait(5) and calls == []
+
+
 def test_metrics_report_rate_busy_fraction_queue_depth_latency_and_gpu_memory():
     def slow(batch):
         time.sleep(0.01 * len(batch))

@@ -47,6 +47,7 @@ class MaskingSwapper:
     def __init__(self) -> None:
         self.masker = AdaptiveMasker(MaskSettings(scheme=IBUG_68, size=32))
         self.peak = 0
+        self.faces_skipped_nonfinite = 0
 
     def __call__(self, frames, faces, keys, *, inplace=False):
         lm = faces.landmarks - faces.boxes[:, None, :2]

@@ -8,18 +8,8 @@ import pytest
 import torch
 
 from streamswap.errors import InputError
-from streamswap.tracking import (
-    Detections,
-    Tracker,
-    TrackerSettings,
-    cv_model,
-    face_width,
-    ghost_smooth,
-    mean_acceleration,
-    ramp_lag,
-    scene_cuts,
-    velocity_lag,
-)
+from streamswap.bench.tracking_metrics import ghost_smooth, mean_acceleration, ramp_lag, velocity_lag
+from streamswap.tracking import Detections, Tracker, TrackerSettings, cv_model, face_width, scene_cuts
 
 # a 200 px wide face's five keypoints around its centre (eyes, nose, mouth corners)
 FACE = np.array([[-40, -30], [40, -30], [0, 10], [-30, 45], [30, 45]], dtype=np.float64)

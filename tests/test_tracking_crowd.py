@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from streamswap.faces.lite import DlibDetector, DlibIdentity, LiteSettings
-from streamswap.tracking import DLIB_IDENTITY, Detections, Tracker, TrackerSettings, box_iou
+from streamswap.engines.lite import ENGINE as LITE
+from streamswap.tracking import Detections, Tracker, TrackerSettings, box_iou
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,9 @@ def test_a_track_bound_to_a_person_stays_on_him_through_the_crowd(crowd):
     assert sum(len(d) >= 3 for d in dets) >= 15  # a crowd, not a portrait
     first = dets[0]
     reference = first.embeddings[np.argmax((first.boxes[:, 2] - first.boxes[:, 0]) * (first.boxes[:, 3] - first.boxes[:, 1]))]
-    tracker = Tracker(TrackerSettings(mode="file", **DLIB_IDENTITY), targets=reference[None])
+    # the lite engine's identity thresholds for dlib's descriptors, as a lite job runs the tracker
+    tracker = Tracker(TrackerSettings(mode="file", target_threshold=LITE.defaults.similarity, **LITE.defaults.tracker),
+                      targets=reference[None])
     outputs = tracker.run(dets, frame_size=(1280, 720))
     on_him = judged = 0
     for faces, box in zip(outputs, lead, strict=True):

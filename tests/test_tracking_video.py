@@ -1,45 +1,30 @@
 """Tracking on a real video: nggyup.mp4 (289 frames, 720p, one singer, two scene cuts) through
 the lite dlib backend. The dlib pass (~10-30 s on one core) runs once per module and every test
-here shares it; the figures come from benchmarks/bench_jitter.py, which prints the same ones."""
+here shares it; the figures come from streamswap.bench.jitter (`python benchmarks/bench_jitter.py`
+prints the same ones)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from streamswap.bench import jitter
 from streamswap.tracking import Tracker, TrackerSettings, face_width
 
 pytest.importorskip("dlib")
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_jitter.py"
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_jitter", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
-def bench():
-    return load_bench()
-
-
-@pytest.fixture(scope="module")
-def nggyup(shared_data: Path, bench):
+def nggyup(shared_data: Path):
     """Lite detections (boxes, 5 keypoints from dlib's 68) and cut signal of every frame."""
-    return bench.lite_detections(shared_data / "videos" / "nggyup.mp4")
+    return jitter.lite_detections(shared_data / "videos" / "nggyup.mp4")
 
 
 @pytest.fixture(scope="module")
-def figures(nggyup, bench) -> dict:
-    return bench.measure(nggyup)
+def figures(nggyup) -> dict:
+    return jitter.measure(nggyup)
 
 
 def test_the_lite_backend_finds_the_singer_in_nearly_every_frame(nggyup):

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from helpers_media import make_video, video_facts
+from helpers_media import video_facts
+from streamswap.bench.media import make_video
 from streamswap.errors import InputError
 from streamswap.frames import Frame
 from streamswap.video.color import nv12_to_rgb, rgb_to_nv12

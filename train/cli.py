@@ -24,7 +24,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from streamswap.cli import run_app
+from streamswap.app import run_app
 from streamswap.errors import InputError
 
 train_app = typer.Typer(help="Train the GHOST generator: prepare data, fit, export.", no_args_is_help=True,

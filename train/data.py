@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -275,12 +275,12 @@ class _Resumable:
 
     def __init__(self) -> None:
         self.step = 0
-        self._it: Iterator[dict[str, torch.Tensor]] | None = None
+        self._it: Generator[dict[str, torch.Tensor], None, None] | None = None
 
     def __iter__(self) -> _Resumable:
         return self
 
-    def _open(self, start: int) -> Iterator[dict[str, torch.Tensor]]:
+    def _open(self, start: int) -> Generator[dict[str, torch.Tensor], None, None]:
         raise NotImplementedError
 
     def __next__(self) -> dict[str, torch.Tensor]:
@@ -307,7 +307,7 @@ class _Resumable:
         """Stop prefetching (worker processes, DALI threads); iteration can restart afterwards."""
         it, self._it = self._it, None
         if it is not None:
-            it.close()  # type: ignore[attr-defined]  # a generator: runs its cleanup now
+            it.close()  # a generator: runs its cleanup now
 
 
 class TorchPairLoader(_Resumable):
@@ -320,7 +320,7 @@ class TorchPairLoader(_Resumable):
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.dataset = _PairImages(sampler.index.files, settings.image_size, settings.augment)
 
-    def _open(self, start: int) -> Iterator[dict[str, torch.Tensor]]:
+    def _open(self, start: int) -> Generator[dict[str, torch.Tensor], None, None]:
         loader = DataLoader(self.dataset, batch_sampler=_PlanBatches(self.sampler, start), collate_fn=_collate,
                             num_workers=self.settings.workers, pin_memory=self.device.type == "cuda",
                             persistent_workers=False)
@@ -340,7 +340,7 @@ class DaliPairLoader(_Resumable):
         self.settings, self.sampler = settings, sampler
         self.device = torch.device(device) if device is not None else torch.device("cpu")
 
-    def _open(self, start: int) -> Iterator[dict[str, torch.Tensor]]:
+    def _open(self, start: int) -> Generator[dict[str, torch.Tensor], None, None]:
         from pipelines.dali_pairs import PairPipelineSpec, iterate_pairs
 
         gpu = self.device.type == "cuda"

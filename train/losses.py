@@ -41,7 +41,7 @@ def discriminator_loss(fake_logits: Sequence[torch.Tensor], real_logits: Sequenc
     relu(1 - D(X_s))) over different-identity samples. Y must be detached by the caller."""
     fake = sum(masked_mean(_per_sample_mean(F.relu(1 + d.float())), diff) for d in fake_logits)
     real = sum(masked_mean(_per_sample_mean(F.relu(1 - d.float())), diff) for d in real_logits)
-    return 0.5 * (fake + real)
+    return torch.as_tensor(0.5 * (fake + real))  # sum() is typed Tensor | float: a tensor here (no copy)
 
 
 def identity_loss(source_embedding: torch.Tensor, result_embedding: torch.Tensor) -> torch.Tensor:
@@ -52,7 +52,7 @@ def identity_loss(source_embedding: torch.Tensor, result_embedding: torch.Tensor
 def attribute_loss(target_attrs: Sequence[torch.Tensor], result_attrs: Sequence[torch.Tensor]) -> torch.Tensor:
     """1/2 sum over the attribute levels of mean((z_attr(X_t) - z_attr(Y))^2)."""
     total = sum(((a.float() - b.float()) ** 2).mean() for a, b in zip(target_attrs, result_attrs, strict=True))
-    return 0.5 * total
+    return torch.as_tensor(0.5 * total)  # sum() is typed Tensor | float: a tensor here (no copy)
 
 
 def reconstruction_loss(result: torch.Tensor, target: torch.Tensor, same: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from torch import nn
 
@@ -78,7 +79,8 @@ def build_eyes(ms: ModelSettings, models_dir: Path | None = None) -> EyeHeatmaps
         return EyeHeatmaps(tiny_fan())
     if ms.eye_net == "random":
         return EyeHeatmaps(FAN(num_modules=4, num_landmarks=98, end_relu=True))
-    return EyeHeatmaps(build_model("WFLW_4HG", _published("WFLW_4HG", ms.eye_weights, models_dir)))  # type: ignore[arg-type]
+    fan = build_model("WFLW_4HG", _published("WFLW_4HG", ms.eye_weights, models_dir))
+    return EyeHeatmaps(cast(FAN, fan))  # weights.MODEL_BUILDS builds WFLW_4HG as an awl_fan FAN
 
 
 def build_networks(ms: ModelSettings, *, eyes: bool, init_g: Path | None = None, init_d: Path | None = None,

@@ -22,15 +22,7 @@ from rich.progress import (
 )
 
 from streamswap.errors import StreamSwapError
-from train.prepare import (
-    DETECTORS,
-    FORMATS,
-    TEMPLATES,
-    PrepareProgress,
-    PrepareSettings,
-    find_inputs,
-    prepare_dataset,
-)
+from train.settings import DETECTORS, FORMATS, TEMPLATES, PrepareSettings
 
 
 def prepare(
@@ -54,6 +46,8 @@ def prepare(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Turn photos/videos of people into aligned face crops for training (resumable)."""
+    from train.prepare import PrepareProgress, find_inputs, prepare_dataset  # torch: only once the job runs
+
     settings = PrepareSettings(input=input, output=output, every=every, max_per_video=max_per_video,
                                detector=detector, scrfd_model=scrfd_model, models_dir=models_dir, template=template,
                                size=size, min_face=min_face, image_format=image_format, device=device)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+from streamswap.errors import InputError
 
 Precision = Literal["fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
@@ -96,3 +98,56 @@ class TrainSettings:
     @property
     def log_dir(self) -> Path:
         return self.out_dir / "logs"
+
+
+# `train prepare` (its settings here, torch-free, so the command line is built without torch)
+DETECTORS = ("lite", "scrfd")
+TEMPLATES = ("ghost", "arcface")
+FORMATS = ("jpg", "png")
+# settings that change what a crop looks like: a resumed run must use the same ones
+CROP_KEYS = ("detector", "template", "size", "image_format", "min_face")
+
+
+@dataclass(frozen=True)
+class PrepareSettings:
+    """input: folder of identity sub-folders (or loose files); output: dataset folder.
+    every: keep every N-th video frame; max_per_video: most crops per video (0: no limit);
+    detector: "lite" (dlib) or "scrfd"; scrfd_model: SCRFD ONNX path (None: the model cache,
+    `models_dir` as `streamswap models`); template: "ghost" or "arcface"; size: crop side (a
+    multiple of 112); min_face: smallest usable face box side (px); image_format: "jpg" (GHOST
+    keeps VGGFace2's JPEGs; DALI decodes them on the GPU) or "png"; jpeg_quality; device: where
+    detection and warping run; save_every: photos between manifest saves."""
+
+    input: Path
+    output: Path
+    every: int = 10
+    max_per_video: int = 0
+    detector: str = "lite"
+    scrfd_model: Path | None = None
+    models_dir: Path | None = None
+    template: str = "ghost"
+    size: int = 224
+    min_face: int = 64
+    image_format: str = "jpg"
+    jpeg_quality: int = 95
+    device: str = "cpu"
+    save_every: int = 50
+
+    def __post_init__(self) -> None:
+        problems = [
+            (self.every >= 1, f"--every must be >= 1, got {self.every}"),
+            (self.max_per_video >= 0, f"--max-per-video must be >= 0, got {self.max_per_video}"),
+            (self.detector in DETECTORS, f"--detector must be one of {', '.join(DETECTORS)}, got {self.detector!r}"),
+            (self.template in TEMPLATES, f"--template must be one of {', '.join(TEMPLATES)}, got {self.template!r}"),
+            (self.size > 0 and self.size % 112 == 0, f"crop size must be a multiple of 112, got {self.size}"),
+            (self.min_face >= 0, f"--min-face must be >= 0, got {self.min_face}"),
+            (self.image_format in FORMATS, f"--format must be one of {', '.join(FORMATS)}, got {self.image_format!r}"),
+            (1 <= self.jpeg_quality <= 100, f"JPEG quality must be in 1..100, got {self.jpeg_quality}"),
+            (self.save_every >= 1, f"save_every must be >= 1, got {self.save_every}"),
+        ]
+        for ok, message in problems:
+            if not ok:
+                raise InputError(message)
+
+    def crop_settings(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in CROP_KEYS}

@@ -172,7 +172,7 @@ def _instance_norm_fp32(norm: nn.Module) -> None:
         with torch.autocast(device_type=x.device.type, enabled=False):
             return inner(x.float())
 
-    norm.forward = forward  # type: ignore[method-assign]
+    norm.forward = forward
 
 
 def norms_in_float32(model: nn.Module) -> int:
@@ -437,8 +437,9 @@ class Trainer:
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         if self.sched_g is not None and state["sched_g"]:
+            assert self.sched_d is not None  # made together with sched_g
             self.sched_g.load_state_dict(state["sched_g"])
-            self.sched_d.load_state_dict(state["sched_d"])  # type: ignore[union-attr]
+            self.sched_d.load_state_dict(state["sched_d"])
         self.scaler_g.load_state_dict(state["scaler_g"])
         self.scaler_d.load_state_dict(state["scaler_d"])
         self.step = int(state["step"])

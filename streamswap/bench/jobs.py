@@ -32,8 +32,9 @@ from streamswap.errors import PipelineError
 
 @dataclass(frozen=True)
 class JobSpec:
-    """One measured job. engine: lite or ghost; stand_in: ghost with random-initialised networks of
-    the real architectures at `width` (no weights needed); batch_size None: the job's default."""
+    """One measured job. engine: an engine's name; stand_in: its stand-in (`Engine.stand_in`,
+    e.g. ghost's random-initialised networks of the real architectures) at `width`, no weights
+    needed; batch_size None: the job's default."""
 
     kind: str  # "pipeline" | "baseline"
     video: str
@@ -48,44 +49,93 @@ class JobSpec:
     width: float = 1.0
     sr: bool = False
     resume: bool | None = None  # the pipeline's --resume/--no-resume (None: its default)
-
-
-def source_face_index(stand_in: bool) -> int | None:
-    """The stand-in detector finds skin-coloured regions, several per photo: take the first."""
-    return 0 if stand_in else None
-
-
-def _stand_in_parts(spec: JobSpec, workdir: Path) -> Any:
-    """Stand-in networks for the ghost engine, or None (the swap job loads the published ones)."""
-    if spec.engine != "ghost" or not spec.stand_in:
-        return None
-    from streamswap.bench.stand_in import ghost_parts
-    from streamswap.devices import resolve_device
-
-    return ghost_parts(workdir, resolve_device(spec.device), stand_in=True, width=spec.width, sr=spec.sr)
+    host_syncs: bool = False  # pipeline: then run it again counting host syncs (`host_syncs` in the report)
 
 
 def run_pipeline(spec: JobSpec) -> dict[str, Any]:
     """The StreamSwap swap job, in this process."""
-    from streamswap.api import SwapOptions, swap_video
+    from streamswap.api import swap_video
+    from streamswap.bench.engines import bench_models, bench_options
+    from streamswap.devices import resolve_device
 
     extra = {"preset": spec.preset} if spec.preset else {}
     with tempfile.TemporaryDirectory() as tmp:
-        parts = _stand_in_parts(spec, Path(tmp))
-        options = SwapOptions(sources=(spec.source,), engine=spec.engine, detect_every=spec.detect_every,  # type: ignore[arg-type]
-                              batch_size=spec.batch_size, device=spec.device, overwrite=True, sr=spec.sr,
-                              source_face_index=source_face_index(spec.stand_in), resume=spec.resume, **extra)
+        options = bench_options(
+            spec.engine,
+            spec.source,
+            stand_in=spec.stand_in,
+            detect_every=spec.detect_every,
+            batch_size=spec.batch_size,
+            device=spec.device,
+            overwrite=True,
+            sr=spec.sr,
+            resume=spec.resume,
+            **extra,
+        )
+        # the stand-in is made here; real models are loaded by the job itself (its load time counts)
+        models = (
+            bench_models(options, resolve_device(spec.device), Path(tmp), stand_in=True, width=spec.width)
+            if spec.stand_in
+            else None
+        )
         cpu0, t0 = cpu_seconds(), time.monotonic()
-        report = swap_video(options, spec.video, spec.out, parts=parts)
+        report = swap_video(options, spec.video, spec.out, models=models)
         seconds = time.monotonic() - t0
+        cpu_s = cpu_seconds() - cpu0
+        syncs = _host_syncs(options, spec, report.frames, Path(tmp)) if spec.host_syncs else None
     stages = report.graph["stages"] if report.graph else []
     busiest = max(stages[1:], key=lambda s: s["busy"]) if len(stages) > 1 else None
-    return {"kind": "pipeline", "frames": report.frames, "faces": report.faces_swapped, "seconds": seconds,
-            "fps": report.frames / seconds if seconds > 0 else 0.0, "cpu_s": cpu_seconds() - cpu0,
-            "latency_p50_s": report.latency_p50_s, "latency_p95_s": report.latency_p95_s,
-            "bottleneck": busiest["name"] if busiest else None,
-            "stages": [{k: s[k] for k in ("name", "items_per_s", "busy", "queue_max")} for s in stages],
-            "peak_rss_mib": peak_rss_mib(), "peak_gpu_mib": peak_gpu_mib(spec.device)}
+    return {
+        "kind": "pipeline",
+        "frames": report.frames,
+        "faces": report.faces_swapped,
+        "seconds": seconds,
+        "fps": report.frames / seconds if seconds > 0 else 0.0,
+        "cpu_s": cpu_s,
+        "latency_p50_s": report.latency_p50_s,
+        "latency_p95_s": report.latency_p95_s,
+        "bottleneck": busiest["name"] if busiest else None,
+        "stages": [
+            {
+                **{k: s[k] for k in ("name", "items_per_s", "busy", "queue_max")},
+                **(
+                    {"host_syncs_per_batch": syncs["stages"][s["name"]]["syncs_per_batch"]}
+                    if syncs and s["name"] in syncs["stages"]
+                    else {}
+                ),
+            }
+            for s in stages
+        ],
+        "host_syncs": syncs,
+        "peak_rss_mib": peak_rss_mib(),
+        "peak_gpu_mib": peak_gpu_mib(spec.device),
+    }
+
+
+def _host_syncs(options: Any, spec: JobSpec, frames: int, tmp: Path) -> dict[str, Any]:
+    """The same job again under a `HostSyncAudit`, with the face models on the torch runtime (as
+    CUDA runs them, so the CPU walks the GPU's code): per processing stage the host syncs per
+    batch (per call of the stage: each call is one batch of at most the job's batch size), by
+    kind and by call site."""
+    from streamswap.api import swap_video
+    from streamswap.bench.engines import bench_models
+    from streamswap.devices import resolve_device
+    from streamswap.job import batch_size_of
+    from streamswap.stream.host_syncs import HostSyncAudit
+
+    device = resolve_device(spec.device)
+    options = dataclasses.replace(options, face_runtime="torch")
+    models = bench_models(options, device, tmp / "audit", stand_in=True, width=spec.width) if spec.stand_in else None
+    with HostSyncAudit() as audit:
+        swap_video(options, spec.video, str(tmp / "audited.mp4"), models=models, host_syncs=audit)
+    stages = audit.report()
+    return {
+        "batch": batch_size_of(options, device),
+        "frames": frames,
+        "face_runtime": "torch",
+        "total_per_batch": sum(s["syncs_per_batch"] for s in stages.values()),
+        "stages": stages,
+    }
 
 
 def _of_frame(crops: Any, i: int) -> Any:
@@ -96,25 +146,19 @@ def _of_frame(crops: Any, i: int) -> Any:
     return type(crops)(**fields)
 
 
-def _to_uint8(x: Any, scale: float = 1.0, offset: float = 0.0) -> Any:
-    return ((x + offset) * scale).round().clamp(0, 255).to("cpu").byte()
+def _keep(swapper: Any, crops: Any, generated: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
+    """What the seed keeps of a frame until blending: uint8 crops and generated faces (the
+    engine says how its generated tensors become images: `Swapper.keep`)."""
+    import torch
+
+    target = crops.target.round().clamp(0, 255).to("cpu", torch.uint8)
+    return dataclasses.replace(crops, target=target), swapper.keep(generated)
 
 
-def _keep(engine: str, crops: Any, out: tuple[Any, ...]) -> tuple[Any, ...]:
-    """What the seed keeps of a frame until blending: uint8 crops and generated faces."""
-    crops = dataclasses.replace(crops, target=_to_uint8(crops.target))
-    if engine == "ghost":
-        return crops, _to_uint8(out[0], 127.5, 1.0)  # (y + 1) * 127.5, as the seed's uint8 result
-    warped, inside = out
-    return crops, _to_uint8(warped), _to_uint8(inside, 255.0)
-
-
-def _restore(engine: str, kept: tuple[Any, ...], device: Any) -> tuple[Any, ...]:
+def _restore(swapper: Any, kept: tuple[Any, tuple[Any, ...]], device: Any) -> tuple[Any, tuple[Any, ...]]:
     """Inverse of `_keep`: float tensors on `device`, as the engine's blend takes them."""
-    crops = dataclasses.replace(kept[0], target=kept[0].target.to(device).float())
-    if engine == "ghost":
-        return crops, kept[1].to(device).float() / 127.5 - 1
-    return crops, kept[1].to(device).float(), kept[2].to(device).float() / 255
+    crops, generated = kept
+    return dataclasses.replace(crops, target=crops.target.to(device).float()), swapper.restore(generated, device)
 
 
 def run_baseline(spec: JobSpec) -> dict[str, Any]:
@@ -124,8 +168,8 @@ def run_baseline(spec: JobSpec) -> dict[str, Any]:
     import numpy as np
     import torch
 
+    from streamswap.bench.engines import bench_options, bench_session, phased_swapper
     from streamswap.devices import resolve_device
-    from streamswap.faces.image import read_image
     from streamswap.faces.records import FaceBatch
 
     device = resolve_device(spec.device)
@@ -136,60 +180,56 @@ def run_baseline(spec: JobSpec) -> dict[str, Any]:
         fps = float(stream.average_rate or 25)
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(stream)]
     with tempfile.TemporaryDirectory() as tmp:
-        image = read_image(spec.source, device)
-        if spec.engine == "ghost":
-            from streamswap.bench.stand_in import ghost_parts
-            from streamswap.engines.ghost import GhostAnalyser, GhostSwapper, source_embedding
-
-            parts = ghost_parts(Path(tmp), device, stand_in=spec.stand_in, width=spec.width, sr=spec.sr)
-            detect: Any = GhostAnalyser(parts)
-            swapper: Any = GhostSwapper(parts, source_embedding(parts, image, source_face_index(spec.stand_in)))
-        else:
-            from streamswap.engines.lite import LiteSwapper, prepare_source
-            from streamswap.faces.lite import DlibDetector, LiteSettings
-
-            detector = DlibDetector(LiteSettings(max_side=640))
-            swapper = LiteSwapper(prepare_source(image, detector(image)))
-
-            def detect(x: torch.Tensor, with_identity: bool) -> FaceBatch:
-                return detector(x)
+        # the seed detects on every frame (it has no tracker)
+        options = bench_options(
+            spec.engine, spec.source, stand_in=spec.stand_in, device=spec.device, sr=spec.sr, detect_every=1
+        )
+        session = bench_session(options, device, Path(tmp), stand_in=spec.stand_in, width=spec.width)
+        detect, swapper = session.analyser, phased_swapper(session, spec.engine)
 
         def as_batch(chunk: list[np.ndarray]) -> torch.Tensor:
             return torch.from_numpy(np.stack(chunk)).to(device).permute(0, 3, 1, 2)
 
         faces = [detect(as_batch([f]), False) for f in frames]  # 2. detection one frame at a time
-        generated = []  # 3. crops and generated faces of every frame, the generator in batches
+        # 3. crops and generated faces of every frame, the generator in batches
+        generated: list[tuple[Any, tuple[Any, ...]] | None] = []
         with torch.inference_mode():
             for start in range(0, len(frames), batch):
-                chunk = frames[start:start + batch]
-                found = FaceBatch.concat(faces[start:start + len(chunk)])
+                chunk = frames[start : start + batch]
+                found = FaceBatch.concat(faces[start : start + len(chunk)])
                 if len(found) == 0:
                     generated.extend([None] * len(chunk))
                     continue
                 x = as_batch(chunk)
                 crops = swapper.align(x, found)
-                out = swapper.generate(crops)
-                if spec.engine == "ghost":
-                    out = (swapper.super_resolve(out),)
+                out = swapper.refine(swapper.generate(crops))
                 for i in range(len(chunk)):
                     sel = crops.frame_index == i
-                    generated.append(_keep(spec.engine, _of_frame(crops, i), tuple(o[sel] for o in out))
-                                     if bool(sel.any()) else None)
+                    generated.append(
+                        _keep(swapper, _of_frame(crops, i), tuple(o[sel] for o in out)) if bool(sel.any()) else None
+                    )
             h, w = frames[0].shape[:2]
             silent = str(Path(tmp) / "video.mp4")
-            writer = cv2.VideoWriter(silent, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-            for frame, done in zip(frames, generated):  # 4. mask landmarks and blend, one frame at a time
+            writer = cv2.VideoWriter(silent, cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
+            for frame, done in zip(frames, generated, strict=True):  # 4. mask landmarks and blend, one frame at a time
                 if done is not None:
-                    crops, *out = _restore(spec.engine, done, device)
+                    crops, out = _restore(swapper, done, device)
                     keys = list(range(len(crops.frame_index)))
-                    frame = swapper.blend(as_batch([frame]), crops, *out, keys)[0].permute(1, 2, 0).cpu().numpy()
+                    frame = swapper.blend(as_batch([frame]), crops, out, keys)[0].permute(1, 2, 0).cpu().numpy()
                 writer.write(np.ascontiguousarray(frame[:, :, ::-1]))
             writer.release()
             remux_audio(silent, spec.video, spec.out)  # 5. the audio, afterwards
     seconds = time.monotonic() - t0
-    return {"kind": "baseline", "frames": len(frames), "faces": sum(len(f) for f in faces), "seconds": seconds,
-            "fps": len(frames) / seconds, "cpu_s": cpu_seconds() - cpu0, "peak_rss_mib": peak_rss_mib(),
-            "peak_gpu_mib": peak_gpu_mib(spec.device)}
+    return {
+        "kind": "baseline",
+        "frames": len(frames),
+        "faces": sum(len(f) for f in faces),
+        "seconds": seconds,
+        "fps": len(frames) / seconds,
+        "cpu_s": cpu_seconds() - cpu0,
+        "peak_rss_mib": peak_rss_mib(),
+        "peak_gpu_mib": peak_gpu_mib(spec.device),
+    }
 
 
 def remux_audio(video_only: str, audio_from: str, out: str) -> None:
@@ -212,8 +252,9 @@ def run_isolated(spec: JobSpec) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         if not spec.out:
             spec = dataclasses.replace(spec, out=str(Path(tmp) / "out.mp4"))
-        proc = subprocess.run([sys.executable, "-m", "streamswap.bench.jobs", json.dumps(asdict(spec))],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "streamswap.bench.jobs", json.dumps(asdict(spec))], capture_output=True, text=True
+        )
         if proc.returncode != 0:
             lines = proc.stderr.strip().splitlines()
             raise PipelineError(f"{spec.kind} benchmark failed: {lines[-1] if lines else proc.returncode}")
@@ -225,9 +266,12 @@ def compare(spec: JobSpec) -> dict[str, Any]:
     ratios (> 1 speed: StreamSwap faster; < 1 memory: StreamSwap smaller)."""
     base = run_isolated(dataclasses.replace(spec, kind="baseline", out=""))
     ours = run_isolated(dataclasses.replace(spec, kind="pipeline", out=""))
-    ratios = {"speed_ratio": ours["fps"] / base["fps"], "memory_ratio": ours["peak_rss_mib"] / base["peak_rss_mib"],
-              "anon_memory_ratio": ours["peak_anon_mib"] / base["peak_anon_mib"],
-              "cpu_ratio": ours["cpu_s"] / base["cpu_s"] if base["cpu_s"] else None}
+    ratios = {
+        "speed_ratio": ours["fps"] / base["fps"],
+        "memory_ratio": ours["peak_rss_mib"] / base["peak_rss_mib"],
+        "anon_memory_ratio": ours["peak_anon_mib"] / base["peak_anon_mib"],
+        "cpu_ratio": ours["cpu_s"] / base["cpu_s"] if base["cpu_s"] else None,
+    }
     if ours.get("peak_gpu_mib") and base.get("peak_gpu_mib"):
         ratios["gpu_memory_ratio"] = ours["peak_gpu_mib"] / base["peak_gpu_mib"]
     return {"environment": environment(), "settings": asdict(spec), "baseline": base, "pipeline": ours, **ratios}

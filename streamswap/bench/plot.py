@@ -35,7 +35,7 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
     if not panels:
         raise InputError("nothing to plot in this report")
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
-    for ax, panel in zip(axes[0], panels):
+    for ax, panel in zip(axes[0], panels, strict=True):
         _DRAW[panel](ax, report)
     env = report.get("environment", {})
     fig.suptitle(f"StreamSwap on {env.get('device', '?')} - {env.get('date', '')}", fontsize=10)
@@ -112,5 +112,11 @@ def _timeline(ax: Any, report: dict[str, Any]) -> None:
     ax.legend(fontsize=8)
 
 
-_DRAW = {"stages": _stages, "pipeline": _pipeline, "scaling_fps": _scaling_fps, "scaling_memory": _scaling_memory,
-         "compare": _compare, "timeline": _timeline}
+_DRAW = {
+    "stages": _stages,
+    "pipeline": _pipeline,
+    "scaling_fps": _scaling_fps,
+    "scaling_memory": _scaling_memory,
+    "compare": _compare,
+    "timeline": _timeline,
+}

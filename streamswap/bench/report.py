@@ -1,13 +1,29 @@
-"""What every benchmark report records, and the memory figures it measures."""
+"""What every benchmark report records, the memory figures it measures, and where its inputs
+(the checkout's `../shared` media) and outputs (`benchmarks/results/`) live by default."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
 import threading
 import time
+from pathlib import Path
 from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("STREAMSWAP_SHARED", REPO.parent / "shared"))  # data/videos, data/images
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def save_json(path: Path, report: Any, **dumps: Any) -> str:
+    """Write `report` as JSON (json.dumps keywords in `dumps`) plus a newline to `path`, making
+    its folder; returns the JSON text (without the newline), for printing."""
+    text = json.dumps(report, **dumps)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
+    return text
 
 
 def peak_rss_mib() -> float:
@@ -21,10 +37,11 @@ def cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _status_mib(*keys: str) -> dict[str, float]:
-    """Fields of /proc/self/status in MiB (Linux; empty elsewhere)."""
+def status_mib(*keys: str, pid: int | str = "self") -> dict[str, float]:
+    """Fields (e.g. "VmRSS") of /proc/PID/status in MiB: this process's by default (Linux; empty
+    elsewhere, or when the process is gone)."""
     try:
-        with open("/proc/self/status") as f:
+        with open(f"/proc/{pid}/status") as f:
             lines = f.read().splitlines()
     except OSError:
         return {}
@@ -50,7 +67,7 @@ class MemorySampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            m = _status_mib("VmRSS", "RssAnon")
+            m = status_mib("VmRSS", "RssAnon")
             if m:
                 self.timeline.append((time.monotonic() - self._t0, m["VmRSS"], m.get("RssAnon", m["VmRSS"])))
             self._stop.wait(self.interval_s)
@@ -82,6 +99,16 @@ def peak_gpu_mib(device: str) -> float | None:
     return torch.cuda.max_memory_allocated(torch.device(device)) / 2**20
 
 
+def load_avg() -> list[float]:
+    """The 1/5/15-minute load averages, rounded: other processes on the machine skew CPU timings."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def cpu_name() -> str:
+    """The CPU as reports name it: "CPU (N cores, ARCH)"."""
+    return f"CPU ({os.cpu_count()} cores, {platform.machine()})"
+
+
 def environment() -> dict[str, Any]:
     """Device, versions, load and date: recorded with every report."""
     import av
@@ -89,8 +116,14 @@ def environment() -> dict[str, Any]:
 
     import streamswap
 
-    cpu = f"CPU ({os.cpu_count()} cores, {platform.machine()})"
-    return {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else cpu, "cpu": cpu,
-            "python": platform.python_version(), "torch": torch.__version__, "av": av.__version__,
-            "streamswap": streamswap.__version__, "load_avg": [round(x, 2) for x in os.getloadavg()],
-            "date": time.strftime("%Y-%m-%d %H:%M")}
+    cpu = cpu_name()
+    return {
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else cpu,
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "av": av.__version__,
+        "streamswap": streamswap.__version__,
+        "load_avg": load_avg(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }

@@ -26,8 +26,8 @@ from typing import Any
 import av
 
 from streamswap.bench.jobs import JobSpec, run_isolated
+from streamswap.bench.length import loop_video
 from streamswap.bench.report import environment
-from streamswap.bench.scaling import loop_video
 from streamswap.cluster.chunks import index_video
 from streamswap.errors import PipelineError
 
@@ -52,17 +52,36 @@ def bench_resume(spec: ResumeBenchSpec) -> dict[str, Any]:
                 job = dataclasses.replace(spec.job, kind="pipeline", video=video, out="", resume=resume)
                 runs[kind].append(run_isolated(job))
     seconds = {k: statistics.median(r["seconds"] for r in v) for k, v in runs.items()}
-    return {"environment": environment(), "settings": {**dataclasses.asdict(spec.job), "seconds": spec.seconds,
-                                                        "repeats": spec.repeats},
-            "frames": runs["plain"][0]["frames"],
-            "plain_fps": [r["fps"] for r in runs["plain"]], "segmented_fps": [r["fps"] for r in runs["segmented"]],
-            "plain_seconds": seconds["plain"], "segmented_seconds": seconds["segmented"],
-            "overhead": seconds["segmented"] / seconds["plain"] - 1}
+    return {
+        "environment": environment(),
+        "settings": {**dataclasses.asdict(spec.job), "seconds": spec.seconds, "repeats": spec.repeats},
+        "frames": runs["plain"][0]["frames"],
+        "plain_fps": [r["fps"] for r in runs["plain"]],
+        "segmented_fps": [r["fps"] for r in runs["segmented"]],
+        "plain_seconds": seconds["plain"],
+        "segmented_seconds": seconds["segmented"],
+        "overhead": seconds["segmented"] / seconds["plain"] - 1,
+    }
 
 
 def _swap_cmd(video: str, source: str, out: Path, extra: tuple[str, ...]) -> list[str]:
-    return [sys.executable, "-m", "streamswap", "swap", "-s", source, "-t", video, "-o", str(out), "--engine",
-            "lite", "--json", "-q", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "streamswap",
+        "swap",
+        "-s",
+        source,
+        "-t",
+        video,
+        "-o",
+        str(out),
+        "--engine",
+        "lite",
+        "--json",
+        "-q",
+        *extra,
+    ]
 
 
 def _run(cmd: list[str]) -> tuple[dict[str, Any], float]:
@@ -87,14 +106,18 @@ def _frame_diffs(a: Path, b: Path) -> dict[str, Any]:
 
     worst, differing, n, low = 0, 0, 0, float("inf")
     with av.open(str(a)) as ca, av.open(str(b)) as cb:
-        for fa, fb in zip(ca.decode(video=0), cb.decode(video=0)):
+        for fa, fb in zip(ca.decode(video=0), cb.decode(video=0), strict=False):
             x, y = fa.to_ndarray(format="rgb24"), fb.to_ndarray(format="rgb24")
             d = int(np.abs(x.astype(np.int16) - y.astype(np.int16)).max())
             if d:
                 differing, low = differing + 1, min(low, _psnr(x, y))
             worst, n = max(worst, d), n + 1
-    return {"frames_compared": n, "frames_differing": differing, "max_abs_diff": worst,
-            "min_psnr_db": None if differing == 0 else low}
+    return {
+        "frames_compared": n,
+        "frames_differing": differing,
+        "max_abs_diff": worst,
+        "min_psnr_db": None if differing == 0 else low,
+    }
 
 
 def encoder_noise_psnr(path: Path, frames: int = 250, crf: int = 18, preset: str = "veryfast") -> float:
@@ -103,7 +126,7 @@ def encoder_noise_psnr(path: Path, frames: int = 250, crf: int = 18, preset: str
     import io
 
     with av.open(str(path)) as c:
-        pics = [f.to_ndarray(format="rgb24") for f, _ in zip(c.decode(video=0), range(frames))]
+        pics = [f.to_ndarray(format="rgb24") for f, _ in zip(c.decode(video=0), range(frames), strict=False)]
     buf = io.BytesIO()
     with av.open(buf, "w", format="mp4") as out:
         vs = out.add_stream("libx264", rate=25)
@@ -116,12 +139,19 @@ def encoder_noise_psnr(path: Path, frames: int = 250, crf: int = 18, preset: str
         for pkt in vs.encode(None):
             out.mux(pkt)
     buf.seek(0)
-    with av.open(buf) as c:
-        return min(_psnr(p, f.to_ndarray(format="rgb24")) for p, f in zip(pics, c.decode(video=0)))
+    with av.open(buf, "r") as c:
+        return min(_psnr(p, f.to_ndarray(format="rgb24")) for p, f in zip(pics, c.decode(video=0), strict=False))
 
 
-def stop_and_resume(video: str, source: str, workdir: str | Path, *, stop_at: float = 0.6,
-                    compare: bool = True, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+def stop_and_resume(
+    video: str,
+    source: str,
+    workdir: str | Path,
+    *,
+    stop_at: float = 0.6,
+    compare: bool = True,
+    extra: tuple[str, ...] = (),
+) -> dict[str, Any]:
     """Swap `video` (lite, --resume) with the real CLI, SIGTERM it once `stop_at` of its segments
     are finished, run the same command again; with `compare`, also an uninterrupted run."""
     from streamswap.cluster.workdir import work_dir_for
@@ -148,12 +178,26 @@ def stop_and_resume(video: str, source: str, workdir: str | Path, *, stop_at: fl
     with av.open(str(out)) as c:
         frames_out = sum(1 for _ in c.demux(c.streams.video[0]) if _.size)
     result: dict[str, Any] = {
-        "environment": environment(), "video": video, "frames_in_input": total, "stop_at": stop_at,
-        "first": {"exit": proc.returncode, "seconds": first_s, "frames": first.get("frames"),
-                  "frames_decoded": first.get("frames_decoded"), "stderr": first_err.strip().splitlines()[-1:]},
-        "second": {"seconds": second_s, "frames_decoded": second["frames_decoded"], "frames_in": second["frames_in"],
-                   "segments_reused": second["segments_reused"], "segments": len(plan["chunks"]) if plan else None},
-        "frames_out": frames_out, "frames_match": frames_out == total,
+        "environment": environment(),
+        "video": video,
+        "frames_in_input": total,
+        "stop_at": stop_at,
+        "first": {
+            "exit": proc.returncode,
+            "seconds": first_s,
+            "frames": first.get("frames"),
+            "frames_decoded": first.get("frames_decoded"),
+            "stderr": first_err.strip().splitlines()[-1:],
+        },
+        "second": {
+            "seconds": second_s,
+            "frames_decoded": second["frames_decoded"],
+            "frames_in": second["frames_in"],
+            "segments_reused": second["segments_reused"],
+            "segments": len(plan["chunks"]) if plan else None,
+        },
+        "frames_out": frames_out,
+        "frames_match": frames_out == total,
         "second_decoded_fraction": second["frames_decoded"] / total,
         "audio_identical": _audio(out) == _audio(Path(video)),
     }

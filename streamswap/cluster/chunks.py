@@ -21,8 +21,8 @@ from pathlib import Path
 
 import av
 
+from streamswap.cluster.spans import FrameSpan
 from streamswap.errors import InputError
-from streamswap.video.sources import FrameSpan
 
 
 @dataclass(frozen=True)
@@ -96,9 +96,14 @@ class Chunk:
     def span(self, index: VideoIndex) -> FrameSpan:
         """The chunk as a FrameSpan (pts) for `api.swap_span`."""
         n = index.frames
-        return FrameSpan(seek=None if self.seek == 0 else index.pts[self.seek], run_from=index.pts[self.run_from],
-                         emit_from=index.pts[self.first], emit_to=index.pts[self.end] if self.end < n else None,
-                         run_to=index.pts[self.run_to] if self.run_to < n else None, frames=self.frames)
+        return FrameSpan(
+            seek=None if self.seek == 0 else index.pts[self.seek],
+            run_from=index.pts[self.run_from],
+            emit_from=index.pts[self.first],
+            emit_to=index.pts[self.end] if self.end < n else None,
+            run_to=index.pts[self.run_to] if self.run_to < n else None,
+            frames=self.frames,
+        )
 
 
 @dataclass(frozen=True)
@@ -117,8 +122,9 @@ class PlanSettings:
             raise InputError("chunk plan: --chunk-seconds must be > 0, warm-up >= 0, look-ahead >= 0")
 
 
-def plan_chunks(index: VideoIndex, settings: PlanSettings, first: int = 0, end: int | None = None, *,
-                at_keyframes: bool = True) -> list[Chunk]:
+def plan_chunks(
+    index: VideoIndex, settings: PlanSettings, first: int = 0, end: int | None = None, *, at_keyframes: bool = True
+) -> list[Chunk]:
     """Cut frames [first, end) of `index` at keyframes (or, `at_keyframes` False, at any frame)
     into chunks of about `chunk_s` seconds.
     `first` is the job's first frame (a --start): the detector phase and the warm-up count from it.
@@ -161,8 +167,11 @@ def _rate(index: VideoIndex) -> float:
 def frame_range(index: VideoIndex, start_s: float, end_s: float | None) -> tuple[int, int]:
     """Frame indices [first, end) of a --start/--end time range (as `time_range` selects them)."""
     first = next((i for i in range(index.frames) if index.time(i) >= start_s - 1e-6), index.frames)
-    end = index.frames if end_s is None else next(
-        (i for i in range(first, index.frames) if index.time(i) >= end_s - 1e-6), index.frames)
+    end = (
+        index.frames
+        if end_s is None
+        else next((i for i in range(first, index.frames) if index.time(i) >= end_s - 1e-6), index.frames)
+    )
     if first >= end:
         raise InputError(f"--start {start_s} / --end {end_s}: no frame of the video in that range")
     return first, end

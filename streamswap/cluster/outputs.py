@@ -14,25 +14,13 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from streamswap.errors import InputError
-from streamswap.files import write_atomic
-
-HASH_BLOCK = 1 << 20
-
-
-def sha256_of(path: str | os.PathLike[str]) -> str:
-    """The SHA-256 of a file, hex."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(HASH_BLOCK):
-            h.update(block)
-    return h.hexdigest()
+from streamswap.files import sha256_of, write_atomic
 
 
 def lock_path_for(output: str | os.PathLike[str]) -> Path:
@@ -67,8 +55,10 @@ class OutputLock:
                 os.close(fd)
                 if exc.errno in (errno.EAGAIN, errno.EACCES):
                     who = f" (pid {holder})" if holder else ""
-                    raise InputError(f"another streamswap job{who} is working on {output}; wait for it to finish "
-                                     f"or stop it (lock: {path})") from None
+                    raise InputError(
+                        f"another streamswap job{who} is working on {output}; wait for it to finish "
+                        f"or stop it (lock: {path})"
+                    ) from None
                 raise InputError(f"cannot lock {output} for this job ({exc.strerror or exc})") from None
             try:
                 same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
@@ -140,5 +130,12 @@ def forget_completion(output: str | os.PathLike[str]) -> None:
     done_path_for(output).unlink(missing_ok=True)
 
 
-__all__ = ["CompletionRecord", "OutputLock", "completion", "done_path_for", "forget_completion", "lock_path_for",
-           "record_complete", "sha256_of"]
+__all__ = [
+    "CompletionRecord",
+    "OutputLock",
+    "completion",
+    "done_path_for",
+    "forget_completion",
+    "lock_path_for",
+    "record_complete",
+]

@@ -16,7 +16,8 @@ worker actors, retries what fails, stitches each file, and reports.
   job's work directory (`workdir.WorkDir`), so a re-run does only what is left.
 - Scheduling: a chunk goes to an idle worker; chunks of every input share the pool (a batch of
   files keeps all workers busy). The source identity is computed once, by one worker, and handed
-  to all of them through the object store.
+  to all of them through the object store. The policy (queue, retries, lost workers) is
+  `schedule.ChunkScheduler`, which knows nothing of Ray; `_schedule` drives it with Ray's futures.
 - Faults: a chunk whose worker died (the actor is restarted by Ray) or that raised is queued
   again, preferring a worker it has not failed on, up to `max_retries` times; then its file
   fails (a single-file job raises PipelineError, a batch goes on with the other files).
@@ -29,21 +30,13 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from streamswap import __version__
-from streamswap.api import (
-    LITE_DETECT_EVERY,
-    SYNTHETIC_COMMENT,
-    SwapOptions,
-    _check_io,
-    choose_engine,
-)
 from streamswap.cluster.chunks import (
     Chunk,
     PlanSettings,
@@ -53,17 +46,21 @@ from streamswap.cluster.chunks import (
     plan_chunks,
 )
 from streamswap.cluster.outputs import OutputLock, completion, done_path_for, record_complete
+from streamswap.cluster.schedule import ChunkItem, ChunkScheduler, Failure, Finished, Outcome, ProbeAnswer
 from streamswap.cluster.stitch import stitch
 from streamswap.cluster.trust import job_identity
 from streamswap.cluster.workdir import ChunkRecord, WorkDir, fingerprint, input_identity
 from streamswap.cluster.worker import ChunkOutput, ChunkTask, ChunkWorker
+from streamswap.engines.base import effective_detect_every
+from streamswap.engines.registry import choose_engine, engine_named
 from streamswap.errors import InputError, PipelineError, StreamSwapError
+from streamswap.options import SYNTHETIC_COMMENT, SwapOptions, check_job_paths
 from streamswap.redact import redact_url
 from streamswap.video.probe import classify
 
 log = logging.getLogger(__name__)
 
-# Measured with `streamswap bench scale` on nggyup.mp4 (720p, lite, 2 CPU cores): see the README.
+# Measured with `streamswap bench workers` on nggyup.mp4 (720p, lite, 2 CPU cores): see the README.
 DEFAULT_CHUNK_S = 30.0
 
 
@@ -189,26 +186,31 @@ class _Job:
     lock: OutputLock | None = None
 
 
-@dataclass
-class _Item:
-    job: int
-    chunk: Chunk
-    attempts: int = 0
-    failed_on: set[int] = field(default_factory=set)
-
-
-def swap_cluster(options: SwapOptions, target: str, output: str, settings: ClusterSettings, *,
-                 progress: Callable[[ClusterProgress], None] | None = None,
-                 notice: Callable[[str], None] | None = None,
-                 on_assign: Callable[[ChunkTask, dict[str, Any]], None] | None = None) -> ClusterReport:
+def swap_cluster(
+    options: SwapOptions,
+    target: str,
+    output: str,
+    settings: ClusterSettings,
+    *,
+    progress: Callable[[ClusterProgress], None] | None = None,
+    notice: Callable[[str], None] | None = None,
+    on_assign: Callable[[ChunkTask, dict[str, Any]], None] | None = None,
+) -> ClusterReport:
     """Swap faces into one video file on a Ray cluster (see the module docstring); PipelineError
     when a chunk fails beyond its retries. on_assign(task, worker_info): hears each chunk handed
     to a worker (worker_info has its pid)."""
-    _check_io(options, target, output)
+    check_job_paths(options, target, output)
     if classify(target) != "file":
         raise InputError(f"--workers/--ray-address split video files; {target} is not one")
-    report = run_jobs(options, [FileJob(target, output)], settings, skip_done=False, progress=progress,
-                      notice=notice, on_assign=on_assign)
+    report = run_jobs(
+        options,
+        [FileJob(target, output)],
+        settings,
+        skip_done=False,
+        progress=progress,
+        notice=notice,
+        on_assign=on_assign,
+    )
     result = report.outputs[0]
     if result.status == "failed":
         raise PipelineError(f"{target}: {result.error}")
@@ -225,8 +227,14 @@ def batch_jobs(inputs: str | Path, output_dir: str | Path, suffix: str | None = 
     if src.is_dir():
         from streamswap.video.probe import IMAGE_SUFFIXES
 
-        paths = sorted(p for p in src.iterdir() if p.is_file() and not p.name.startswith(".")
-                       and p.suffix.lower() not in IMAGE_SUFFIXES and p.suffix.lower() not in (".txt", ".json"))
+        paths = sorted(
+            p
+            for p in src.iterdir()
+            if p.is_file()
+            and not p.name.startswith(".")
+            and p.suffix.lower() not in IMAGE_SUFFIXES
+            and p.suffix.lower() not in (".txt", ".json")
+        )
     elif src.is_file():
         paths = []
         for line in src.read_text().splitlines():
@@ -240,16 +248,22 @@ def batch_jobs(inputs: str | Path, output_dir: str | Path, suffix: str | None = 
         raise InputError(f"--inputs {src}: no video file in it")
     names = [p.name if suffix is None else p.with_suffix(suffix).name for p in paths]
     seen: dict[str, Path] = {}
-    for p, n in zip(paths, names):  # case-insensitively: A.mp4 and a.mp4 are one file on many disks
+    for p, n in zip(paths, names, strict=True):  # case-insensitively: A.mp4 and a.mp4 are one file on many disks
         if (other := seen.setdefault(n.casefold(), p)) is not p:
             raise InputError(f"{other} and {p} would write the same output {out / n}; give them distinct names")
-    return [FileJob(str(p), str(out / n)) for p, n in zip(paths, names)]
+    return [FileJob(str(p), str(out / n)) for p, n in zip(paths, names, strict=True)]
 
 
-def run_jobs(options: SwapOptions, jobs: list[FileJob], settings: ClusterSettings, *, skip_done: bool = True,
-             progress: Callable[[ClusterProgress], None] | None = None,
-             notice: Callable[[str], None] | None = None,
-             on_assign: Callable[[ChunkTask, dict[str, Any]], None] | None = None) -> ClusterReport:
+def run_jobs(
+    options: SwapOptions,
+    jobs: list[FileJob],
+    settings: ClusterSettings,
+    *,
+    skip_done: bool = True,
+    progress: Callable[[ClusterProgress], None] | None = None,
+    notice: Callable[[str], None] | None = None,
+    on_assign: Callable[[ChunkTask, dict[str, Any]], None] | None = None,
+) -> ClusterReport:
     """Run swap jobs on files over one cluster. With `skip_done`, an output recorded complete (its
     completion record matches the file) is skipped, one recorded but changed since is made again,
     and a file that exists without a record is refused (that file fails) unless options.overwrite;
@@ -258,29 +272,40 @@ def run_jobs(options: SwapOptions, jobs: list[FileJob], settings: ClusterSetting
     retries and Ctrl-C."""
     locks: list[OutputLock] = []
     try:
-        return _run_jobs(options, jobs, settings, locks, skip_done=skip_done, progress=progress, notice=notice,
-                         on_assign=on_assign)
+        return _run_jobs(
+            options, jobs, settings, locks, skip_done=skip_done, progress=progress, notice=notice, on_assign=on_assign
+        )
     finally:
         for lock in locks:
             lock.release()
 
 
-def _run_jobs(options: SwapOptions, jobs: list[FileJob], settings: ClusterSettings, locks: list[OutputLock], *,
-              skip_done: bool, progress: Callable[[ClusterProgress], None] | None,
-              notice: Callable[[str], None] | None,
-              on_assign: Callable[[ChunkTask, dict[str, Any]], None] | None) -> ClusterReport:
-    engine, message = choose_engine(options.engine)
+def _run_jobs(
+    options: SwapOptions,
+    jobs: list[FileJob],
+    settings: ClusterSettings,
+    locks: list[OutputLock],
+    *,
+    skip_done: bool,
+    progress: Callable[[ClusterProgress], None] | None,
+    notice: Callable[[str], None] | None,
+    on_assign: Callable[[ChunkTask, dict[str, Any]], None] | None,
+) -> ClusterReport:
+    chosen, message = choose_engine(options.engine)
+    engine = chosen.name
     if message and notice:
         notice(message)
-    report = ClusterReport(engine=engine, address=redact_url(settings.address) if settings.address else None,
-                           chunk_s=settings.chunk_s)
+    report = ClusterReport(
+        engine=engine, address=redact_url(settings.address) if settings.address else None, chunk_s=settings.chunk_s
+    )
     if message:
         report.notes.append(message)
     if not options.sources:
         raise InputError("give at least one --source face image")
-    every = 1 if engine == "ghost" else (LITE_DETECT_EVERY if options.detect_every is None else options.detect_every)
-    plan = PlanSettings(chunk_s=settings.chunk_s, warmup_s=settings.warmup_s, lookahead=options.smoothing_window,
-                        detect_every=every)
+    every = effective_detect_every(chosen, options)
+    plan = PlanSettings(
+        chunk_s=settings.chunk_s, warmup_s=settings.warmup_s, lookahead=options.smoothing_window, detect_every=every
+    )
     todo = []
     for file in jobs:
         try:
@@ -298,8 +323,13 @@ def _run_jobs(options: SwapOptions, jobs: list[FileJob], settings: ClusterSettin
     for j in active:  # everything already there from an earlier run: only the stitch is left
         if j.work is not None and len(j.work.finished()) == len(j.chunks):
             _stitch(j, options)
-    queue = deque(_Item(n, c) for n, j in enumerate(todo) if j.result.status == "pending" and j.work is not None
-                  for c in j.chunks if j.work.record(c.number) is None)
+    queue = [
+        ChunkItem(n, c)
+        for n, j in enumerate(todo)
+        if j.result.status == "pending" and j.work is not None
+        for c in j.chunks
+        if j.work.record(c.number) is None
+    ]
     if queue:
         _schedule(options, engine, settings, todo, queue, report, progress, on_assign)
     report.elapsed_s = time.monotonic() - t0
@@ -310,8 +340,9 @@ def _run_jobs(options: SwapOptions, jobs: list[FileJob], settings: ClusterSettin
     return report
 
 
-def _prepare(options: SwapOptions, engine: str, plan: PlanSettings, file: FileJob, skip_done: bool,
-             locks: list[OutputLock]) -> _Job:
+def _prepare(
+    options: SwapOptions, engine: str, plan: PlanSettings, file: FileJob, skip_done: bool, locks: list[OutputLock]
+) -> _Job:
     result = FileResult(file.input, file.output)
     job = _Job(file, result)
     job.lock = OutputLock.acquire(file.output)  # before anything is looked at: no other job is on it now
@@ -321,24 +352,33 @@ def _prepare(options: SwapOptions, engine: str, plan: PlanSettings, file: FileJo
             result.status = "skipped"
             return job
         if not done_path_for(file.output).exists():
-            raise InputError(f"{file.output} exists but no streamswap job recorded it complete; pass --overwrite "
-                             "to replace it")
-        log.warning("%s no longer matches its completion record (changed or damaged): it is made again",
-                    file.output)
+            raise InputError(
+                f"{file.output} exists but no streamswap job recorded it complete; pass --overwrite to replace it"
+            )
+        log.warning("%s no longer matches its completion record (changed or damaged): it is made again", file.output)
         options = replace(options, overwrite=True)  # our own output, recorded and since changed
-    _check_io(options, file.input, file.output)
+    check_job_paths(options, file.input, file.output)
     from streamswap.video.containers import video_encoder_for
 
     if video_encoder_for(file.output).codec != "libx264":  # chunks are H.264, joined by copying packets
-        raise InputError(f"{file.output}: a distributed job joins H.264 chunks, which a {Path(file.output).suffix} "
-                         "file cannot hold; use .mp4, .mkv or .mov (or swap without --workers)")
+        raise InputError(
+            f"{file.output}: a distributed job joins H.264 chunks, which a {Path(file.output).suffix} "
+            "file cannot hold; use .mp4, .mkv or .mov (or swap without --workers)"
+        )
     job.index = index_video(file.input)
     ranged = options.start_s > 0 or options.end_s is not None
     job.first, job.end = frame_range(job.index, options.start_s, options.end_s) if ranged else (0, job.index.frames)
     job.chunks = plan_chunks(job.index, plan, job.first, job.end)
     opts = {k: v for k, v in asdict(options).items() if k != "overwrite"}
-    key = fingerprint({"input": input_identity(file.input), "options": opts, "engine": engine,
-                       "plan": asdict(plan), "version": __version__})
+    key = fingerprint(
+        {
+            "input": input_identity(file.input),
+            "options": opts,
+            "engine": engine,
+            "plan": asdict(plan),
+            "version": __version__,
+        }
+    )
     job.key = key
     job.work = WorkDir.open(file.output, key, job.chunks)
     result.frames_expected = job.end - job.first
@@ -350,9 +390,15 @@ def _prepare(options: SwapOptions, engine: str, plan: PlanSettings, file: FileJo
 def _stitch(job: _Job, options: SwapOptions) -> None:
     assert job.work is not None
     try:
-        rep = stitch([job.work.chunk_path(c.number) for c in job.chunks], job.file.output,
-                     expected_frames=job.end - job.first, audio_from=job.file.input, start_s=options.start_s,
-                     end_s=options.end_s, metadata={"comment": SYNTHETIC_COMMENT})
+        rep = stitch(
+            [job.work.chunk_path(c.number) for c in job.chunks],
+            job.file.output,
+            expected_frames=job.end - job.first,
+            audio_from=job.file.input,
+            start_s=options.start_s,
+            end_s=options.end_s,
+            metadata={"comment": SYNTHETIC_COMMENT},
+        )
     except (StreamSwapError, OSError) as exc:
         job.result.status, job.result.error = "failed", str(exc)
         return
@@ -368,14 +414,7 @@ def _stitch(job: _Job, options: SwapOptions) -> None:
 def fetch_engine_models(options: SwapOptions, engine: str) -> None:
     """Fetch (and verify) the engine's models here, before any actor starts: otherwise every
     actor would find them missing at once and download them itself."""
-    if engine != "ghost":
-        return  # the lite engine's models ship with its packages
-    from streamswap.models.catalog import ghost_model_names
-    from streamswap.models.registry import Registry, RegistryConfig
-
-    registry = Registry(RegistryConfig.from_env())
-    for name in ghost_model_names(options.blocks, options.sr, options.generator is not None):
-        registry.require(name)
+    engine_named(engine).fetch(options)
 
 
 def _connect(settings: ClusterSettings) -> bool:
@@ -390,13 +429,15 @@ def _connect(settings: ClusterSettings) -> bool:
     if settings.address:  # "auto" takes RAY_ADDRESS from the environment (Ray's own convention)
         address = os.environ.get("RAY_ADDRESS", "auto") if settings.address == "auto" else settings.address
         local = _is_loopback(address)  # a cluster of this machine only: join it as one of its nodes
+        # Any: ray.init's **kwargs take Ray's private options, which its typed keywords do not name
+        node: dict[str, Any] = {"_node_ip_address": LOOPBACK} if local else {}
         try:
             with _loopback_node(local):
-                ray.init(address=settings.address, log_to_driver=False, configure_logging=False,
-                         **({"_node_ip_address": LOOPBACK} if local else {}))
+                ray.init(address=settings.address, log_to_driver=False, configure_logging=False, **node)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise InputError(f"cannot join the Ray cluster at {settings.address}: {exc} "
-                             "(start it with `ray start --head`)") from None
+            raise InputError(
+                f"cannot join the Ray cluster at {settings.address}: {exc} (start it with `ray start --head`)"
+            ) from None
     else:
         start_local_cluster(max(settings.workers or 1, os.cpu_count() or 1))
     _restore_sigint()
@@ -415,15 +456,21 @@ def start_local_cluster(num_cpus: int | None = None) -> None:
     saved_address = os.environ.pop("RAY_ADDRESS", None)
     try:
         with _loopback_node(True):
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                     _node_ip_address=LOOPBACK)
+            ray.init(
+                num_cpus=num_cpus,
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+                _node_ip_address=LOOPBACK,
+            )
     finally:
         if saved_address is not None:
             os.environ["RAY_ADDRESS"] = saved_address
     node = ray.util.get_node_ip_address()
     if node != LOOPBACK:  # another Ray version: say so rather than pretend
-        log.warning("the local Ray cluster runs on %s, not only on %s: it may be reachable from the network",
-                    node, LOOPBACK)
+        log.warning(
+            "the local Ray cluster runs on %s, not only on %s: it may be reachable from the network", node, LOOPBACK
+        )
 
 
 @contextmanager
@@ -486,18 +533,23 @@ def actor_resources(settings: ClusterSettings, nodes: list[tuple[float, float]])
         if g is None:
             g = 1.0 if n is None else (_largest_share(gpus, n, top=1.0, whole=False) or 1.0)
         n = n or (max(1, sum(int(x / g + 1e-9) for x in gpus)) if g > 0 else 1)
-        resources = {"num_gpus": g,
-                     "num_cpus": settings.cpus_per_worker if settings.cpus_per_worker is not None else 1.0}
+        resources = {
+            "num_gpus": g,
+            "num_cpus": settings.cpus_per_worker if settings.cpus_per_worker is not None else 1.0,
+        }
     elif n is None:
         c = settings.cpus_per_worker or float(min(2.0, max(cpus, default=1.0)) or 1.0)
         n, resources = max(1, sum(int(x / c + 1e-9) for x in cpus)), {"num_cpus": c}
     else:
-        c = settings.cpus_per_worker or (_largest_share(cpus, n, top=None, whole=True)
-                                         or _largest_share(cpus, n, top=None, whole=False) or 1.0)
+        c = settings.cpus_per_worker or (
+            _largest_share(cpus, n, top=None, whole=True) or _largest_share(cpus, n, top=None, whole=False) or 1.0
+        )
         resources = {"num_cpus": c}
     if not any(c >= resources["num_cpus"] - 1e-9 and g >= resources.get("num_gpus", 0) - 1e-9 for c, g in nodes):
-        raise PipelineError(f"each worker would request {_describe(resources)} and no node of the cluster has that "
-                            f"much (nodes: {_describe_nodes(nodes)}); ask for fewer resources per worker")
+        raise PipelineError(
+            f"each worker would request {_describe(resources)} and no node of the cluster has that "
+            f"much (nodes: {_describe_nodes(nodes)}); ask for fewer resources per worker"
+        )
     return n, resources
 
 
@@ -523,118 +575,35 @@ def _describe_nodes(nodes: list[tuple[float, float]]) -> str:
 
 def _cluster_nodes(ray: Any) -> list[tuple[float, float]]:
     """(CPUs, GPUs) of each live node of the connected cluster."""
-    return [(float(n["Resources"].get("CPU", 0)), float(n["Resources"].get("GPU", 0)))
-            for n in ray.nodes() if n.get("Alive")]
+    return [
+        (float(n["Resources"].get("CPU", 0)), float(n["Resources"].get("GPU", 0)))
+        for n in ray.nodes()
+        if n.get("Alive")
+    ]
 
 
-def _schedule(options: SwapOptions, engine: str, settings: ClusterSettings, jobs: list[_Job], queue: deque[_Item],
-              report: ClusterReport, progress: Callable[[ClusterProgress], None] | None,
-              on_assign: Callable[[ChunkTask, dict[str, Any]], None] | None) -> None:
+def _schedule(
+    options: SwapOptions,
+    engine: str,
+    settings: ClusterSettings,
+    jobs: list[_Job],
+    queue: Iterable[ChunkItem[Chunk]],
+    report: ClusterReport,
+    progress: Callable[[ClusterProgress], None] | None,
+    on_assign: Callable[[ChunkTask, dict[str, Any]], None] | None,
+) -> None:
+    """Run the queued chunks over a pool of worker actors: start them, drive a ChunkScheduler with
+    Ray's futures (`_Driver`), and kill the workers (and shut a local cluster down) at the end,
+    whatever happened."""
     fetch_engine_models(options, engine)
     started = _connect(settings)
     import ray
-    from ray.exceptions import ActorUnavailableError, RayError, RayTaskError
 
     actors: list[Any] = []
     try:
-        nodes = _cluster_nodes(ray)
-        n, resources = actor_resources(settings, nodes)
-        expected = job_identity(options, engine)  # what every worker must match (version, model files)
-        remote = ray.remote(max_restarts=settings.max_retries + 1, max_task_retries=0, **resources)(ChunkWorker)
-        actors = [remote.remote(options, engine, w, expected) for w in range(n)]
-        report.workers = n
-        infos = _started(ray, actors, resources, nodes, settings.start_timeout_s)
-        report.worker_stats = [WorkerStats(w, i["pid"], i["host"]) for w, i in enumerate(infos)]
-        identity = actors[0].source_identity.remote()  # once, into the object store
-        try:
-            ray.get(identity)
-        except RayTaskError as exc:
-            cause = exc.cause
-            raise cause if isinstance(cause, StreamSwapError) else PipelineError(f"source identity: {cause}") from None
-        idle = list(range(n))
-        alive = set(range(n))
-        inflight: dict[Any, tuple[int, _Item]] = {}
-        probes: dict[Any, int] = {}  # info() calls to workers being restarted: back when they answer
-        t0 = time.monotonic()
-        done_frames = sum(c.frames for j in jobs if j.work for c in j.chunks if j.work.record(c.number))
-        done_chunks = report.chunks_reused
-        new_frames = 0
-        last_tick = 0.0
-        while queue or inflight:
-            if not alive:
-                for item in queue:
-                    _fail(jobs[item.job], "every worker was lost")
-                break
-            for w in list(idle):
-                item = _pick(queue, w, len(alive))
-                if item is None:
-                    continue
-                job = jobs[item.job]
-                assert job.index is not None
-                task = ChunkTask(item.job, item.chunk.number, job.file.input, item.chunk.span(job.index),
-                                 item.attempts)
-                inflight[actors[w].run_chunk.remote(task, identity)] = (w, item)
-                idle.remove(w)
-                if on_assign is not None:
-                    on_assign(task, dict(infos[w]))
-            waiting = [*inflight, *probes]
-            ready, _ = ray.wait(waiting, num_returns=1, timeout=0.25) if waiting else ([], [])
-            for ref in ready:
-                if ref in probes:
-                    w = probes.pop(ref)
-                    try:
-                        infos[w] = ray.get(ref)
-                    except ActorUnavailableError:  # still restarting: ask again shortly
-                        time.sleep(0.1)
-                        probes[actors[w].info.remote()] = w
-                    except RayError:  # out of restarts: the pool goes on without it
-                        alive.discard(w)
-                    else:
-                        report.worker_stats[w].pid = infos[w]["pid"]
-                        idle.append(w)
-                    continue
-                w, item = inflight.pop(ref)
-                job = jobs[item.job]
-                try:
-                    out: ChunkOutput = ray.get(ref)
-                except RayError as exc:
-                    if isinstance(exc, RayTaskError):
-                        why = f"{type(exc.cause).__name__}: {exc.cause}"
-                        idle.append(w)
-                    else:  # the worker died (Ray restarts it) or its result was lost
-                        why = f"worker {w} lost ({type(exc).__name__})"
-                        probes[actors[w].info.remote()] = w  # back when it answers; gone if out of restarts
-                    if job.result.status == "pending":
-                        _retry(item, w, why, settings, queue, jobs, report)
-                    continue
-                idle.append(w)
-                if job.result.status != "pending":
-                    continue  # its file already failed
-                assert job.work is not None
-                job.work.commit(out.number, out.data, ChunkRecord(out.number, out.frames, out.processed, out.seconds,
-                                                                  out.worker, out.pid, out.host))
-                job.result.chunks_run += 1
-                report.chunk_log.append({"input": job.file.input, "chunk": out.number, "worker": w, "pid": out.pid,
-                                         "frames": out.frames, "processed": out.processed,
-                                         "seconds": round(out.seconds, 3)})
-                stats = report.worker_stats[w]
-                stats.chunks += 1
-                stats.frames += out.frames
-                stats.processed += out.processed
-                stats.busy_s += out.seconds
-                stats.fps = stats.frames / stats.busy_s if stats.busy_s > 0 else 0.0
-                done_frames += out.frames
-                done_chunks += 1
-                new_frames += out.frames
-                if len(job.work.finished()) == len(job.chunks):
-                    _stitch(job, options)
-            now = time.monotonic()
-            if progress is not None and (ready or now - last_tick >= 0.5):
-                last_tick = now
-                fps = new_frames / (now - t0) if now > t0 else 0.0
-                left = report.frames_total - done_frames
-                progress(ClusterProgress(done_frames, report.frames_total, fps, left / fps if fps > 0 else None,
-                                         len(inflight), len(alive), done_chunks, report.chunks_total, report.retries))
+        pool = _start_pool(ray, options, engine, settings, report, actors)
+        sched: ChunkScheduler[Chunk] = ChunkScheduler(queue, len(actors), settings.max_retries)
+        _Driver(ray, pool, sched, options, jobs, report, progress, on_assign).run()
     finally:
         for a in actors:
             try:
@@ -645,8 +614,205 @@ def _schedule(options: SwapOptions, engine: str, settings: ClusterSettings, jobs
             ray.shutdown()
 
 
-def _started(ray: Any, actors: list[Any], resources: dict[str, float], nodes: list[tuple[float, float]],
-             timeout_s: float) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class _Pool:
+    """The job's workers: actors, their info() (updated when a restarted one answers), and the
+    object ref of the job's source identity."""
+
+    actors: list[Any]
+    infos: list[dict[str, Any]]
+    identity: Any
+
+
+def _start_pool(
+    ray: Any, options: SwapOptions, engine: str, settings: ClusterSettings, report: ClusterReport, actors: list[Any]
+) -> _Pool:
+    """Start the workers (into `actors`, so that the caller kills them whatever happens), wait for
+    them, and put the job's source identity, computed by one of them, in the object store."""
+    from ray.exceptions import RayTaskError
+
+    nodes = _cluster_nodes(ray)
+    n, resources = actor_resources(settings, nodes)
+    expected = job_identity(options, engine)  # what every worker must match (version, model files)
+    remote = ray.remote(max_restarts=settings.max_retries + 1, max_task_retries=0, **resources)(ChunkWorker)
+    actors.extend(remote.remote(options, engine, w, expected) for w in range(n))
+    report.workers = n
+    infos = _started(ray, actors, resources, nodes, settings.start_timeout_s)
+    report.worker_stats = [WorkerStats(w, i["pid"], i["host"]) for w, i in enumerate(infos)]
+    identity = actors[0].source_identity.remote()  # once, into the object store
+    try:
+        ray.get(identity)
+    except RayTaskError as exc:
+        cause = exc.cause
+        raise cause if isinstance(cause, StreamSwapError) else PipelineError(f"source identity: {cause}") from None
+    return _Pool(actors, infos, identity)
+
+
+@dataclass
+class _Driver:
+    """The scheduling loop on Ray: the scheduler decides; this submits `run_chunk`, waits, turns
+    Ray's answers into scheduler calls (RayTaskError: the chunk raised; ActorUnavailableError from
+    a probe: still restarting; any other RayError: the worker was lost, or is gone for a probe),
+    and keeps the report: retries, commits, stitches, worker stats, progress."""
+
+    ray: Any
+    pool: _Pool
+    sched: ChunkScheduler[Chunk]
+    options: SwapOptions
+    jobs: list[_Job]
+    report: ClusterReport
+    progress: Callable[[ClusterProgress], None] | None
+    on_assign: Callable[[ChunkTask, dict[str, Any]], None] | None
+    t0: float = 0.0
+    done_frames: int = 0  # written, chunks kept from an earlier run included
+    done_chunks: int = 0
+    new_frames: int = 0  # written by this run
+    last_tick: float = 0.0
+
+    def run(self) -> None:
+        """Until every chunk has run or given up."""
+        self.t0 = time.monotonic()
+        self.done_frames = sum(c.frames for j in self.jobs if j.work for c in j.chunks if j.work.record(c.number))
+        self.done_chunks = self.report.chunks_reused
+        while not self.sched.done:
+            self._submit()
+            waiting = self.sched.pending()
+            ready, _ = self.ray.wait(waiting, num_returns=1, timeout=0.25) if waiting else ([], [])
+            for ref in ready:
+                if self.sched.is_probe(ref):
+                    self._probed(ref)
+                else:
+                    self._chunk_ended(ref)
+            self._tick(bool(ready))
+
+    def _submit(self) -> None:
+        for a in self.sched.assignments():
+            job = self.jobs[a.item.job]
+            assert job.index is not None
+            task = ChunkTask(
+                a.item.job, a.item.chunk.number, job.file.input, a.item.chunk.span(job.index), a.item.attempts
+            )
+            self.sched.started(self.pool.actors[a.worker].run_chunk.remote(task, self.pool.identity), a.worker, a.item)
+            if self.on_assign is not None:
+                self.on_assign(task, dict(self.pool.infos[a.worker]))
+
+    def _probed(self, ref: Any) -> None:
+        from ray.exceptions import ActorUnavailableError, RayError
+
+        try:
+            info = self.ray.get(ref)
+        except ActorUnavailableError:  # still restarting: ask again shortly
+            w = self.sched.probe_answered(ref, ProbeAnswer.RESTARTING).worker
+            time.sleep(0.1)
+            self.sched.probe(self.pool.actors[w].info.remote(), w)
+        except RayError:  # out of restarts: the pool goes on without it
+            for item in self.sched.probe_answered(ref, ProbeAnswer.GONE).dropped:
+                _fail(self.jobs[item.job], "every worker was lost")
+        else:
+            w = self.sched.probe_answered(ref, ProbeAnswer.BACK).worker
+            self.pool.infos[w] = info
+            self.report.worker_stats[w].pid = info["pid"]
+
+    def _chunk_ended(self, ref: Any) -> None:
+        from ray.exceptions import RayError, RayTaskError
+
+        try:
+            out: ChunkOutput = self.ray.get(ref)
+        except RayTaskError as exc:
+            self._failed(self.sched.failed(ref, f"{type(exc.cause).__name__}: {exc.cause}", worker_lost=False))
+        except RayError as exc:  # the worker died (Ray restarts it) or its result was lost
+            w = self.sched.running(ref).worker
+            self._failed(self.sched.failed(ref, f"worker {w} lost ({type(exc).__name__})", worker_lost=True))
+            self.sched.probe(self.pool.actors[w].info.remote(), w)  # back when it answers; gone if out of restarts
+        else:
+            finished = self.sched.succeeded(ref)
+            if finished.wanted:  # else its file already failed
+                self._commit(finished, out)
+
+    def _failed(self, failure: Failure[Chunk]) -> None:
+        if failure.outcome is Outcome.IGNORED:
+            return  # its file already failed
+        item, job = failure.item, self.jobs[failure.item.job]
+        self.report.retry_log.append(
+            {
+                "input": job.file.input,
+                "chunk": item.chunk.number,
+                "worker": failure.worker,
+                "attempt": item.attempts,
+                "error": failure.why,
+            }
+        )
+        log.warning(
+            "chunk %d of %s failed on worker %d (%s); attempt %d of %d",
+            item.chunk.number,
+            job.file.input,
+            failure.worker,
+            failure.why,
+            item.attempts + 1,
+            self.sched.max_retries + 1,
+        )
+        if failure.outcome is Outcome.GAVE_UP:  # not retried: the file fails (its queued chunks are dropped)
+            self.report.retry_log[-1]["gave_up"] = True
+            _fail(job, f"chunk {item.chunk.number} failed {item.attempts} times; last: {failure.why}")
+        else:
+            self.report.retries += 1
+
+    def _commit(self, finished: Finished[Chunk], out: ChunkOutput) -> None:
+        job, w = self.jobs[finished.item.job], finished.worker
+        assert job.work is not None
+        job.work.commit(
+            out.number,
+            out.data,
+            ChunkRecord(out.number, out.frames, out.processed, out.seconds, out.worker, out.pid, out.host),
+        )
+        job.result.chunks_run += 1
+        self.report.chunk_log.append(
+            {
+                "input": job.file.input,
+                "chunk": out.number,
+                "worker": w,
+                "pid": out.pid,
+                "frames": out.frames,
+                "processed": out.processed,
+                "seconds": round(out.seconds, 3),
+            }
+        )
+        stats = self.report.worker_stats[w]
+        stats.chunks += 1
+        stats.frames += out.frames
+        stats.processed += out.processed
+        stats.busy_s += out.seconds
+        stats.fps = stats.frames / stats.busy_s if stats.busy_s > 0 else 0.0
+        self.done_frames += out.frames
+        self.done_chunks += 1
+        self.new_frames += out.frames
+        if len(job.work.finished()) == len(job.chunks):
+            _stitch(job, self.options)
+
+    def _tick(self, ready: bool) -> None:
+        now = time.monotonic()
+        if self.progress is not None and (ready or now - self.last_tick >= 0.5):
+            self.last_tick = now
+            fps = self.new_frames / (now - self.t0) if now > self.t0 else 0.0
+            left = self.report.frames_total - self.done_frames
+            self.progress(
+                ClusterProgress(
+                    self.done_frames,
+                    self.report.frames_total,
+                    fps,
+                    left / fps if fps > 0 else None,
+                    self.sched.busy,
+                    self.sched.alive,
+                    self.done_chunks,
+                    self.report.chunks_total,
+                    self.report.retries,
+                )
+            )
+
+
+def _started(
+    ray: Any, actors: list[Any], resources: dict[str, float], nodes: list[tuple[float, float]], timeout_s: float
+) -> list[dict[str, Any]]:
     """Each worker's info() once it has started; PipelineError (one line) when one refuses the job
     or fails to start, or when some have not started within `timeout_s` (no node can grant
     their request now: the cluster is too small or busy), instead of waiting for ever."""
@@ -657,10 +823,12 @@ def _started(ray: Any, actors: list[Any], resources: dict[str, float], nodes: li
     if pending:
         late = [w for w, r in enumerate(refs) if r in pending]
         free = ray.available_resources()
-        raise PipelineError(f"{len(late)} of {len(refs)} worker(s) did not start within {timeout_s:g} s: no node "
-                            f"could give one {_describe(resources)} (nodes: {_describe_nodes(nodes)}; free now: "
-                            f"{free.get('CPU', 0):g} CPU {free.get('GPU', 0):g} GPU); use fewer --workers or free "
-                            "the cluster")
+        raise PipelineError(
+            f"{len(late)} of {len(refs)} worker(s) did not start within {timeout_s:g} s: no node "
+            f"could give one {_describe(resources)} (nodes: {_describe_nodes(nodes)}; free now: "
+            f"{free.get('CPU', 0):g} CPU {free.get('GPU', 0):g} GPU); use fewer --workers or free "
+            "the cluster"
+        )
     infos = []
     for w, ref in enumerate(refs):
         try:
@@ -677,36 +845,6 @@ def _started(ray: Any, actors: list[Any], resources: dict[str, float], nodes: li
 def _fail(job: _Job, why: str) -> None:
     if job.result.status == "pending":
         job.result.status, job.result.error = "failed", why
-
-
-def _pick(queue: deque[_Item], worker: int, workers: int) -> _Item | None:
-    """The next chunk for `worker`: the first queued one it has not failed on (any, when every
-    worker has failed it)."""
-    for item in queue:
-        if worker not in item.failed_on or len(item.failed_on) >= workers:
-            queue.remove(item)
-            return item
-    return None
-
-
-def _retry(item: _Item, worker: int, why: str, settings: ClusterSettings, queue: deque[_Item], jobs: list[_Job],
-           report: ClusterReport) -> None:
-    job = jobs[item.job]
-    item.attempts += 1
-    item.failed_on.add(worker)
-    report.retries += 1
-    report.retry_log.append({"input": job.file.input, "chunk": item.chunk.number, "worker": worker,
-                             "attempt": item.attempts, "error": why})
-    log.warning("chunk %d of %s failed on worker %d (%s); attempt %d of %d", item.chunk.number, job.file.input,
-                worker, why, item.attempts + 1, settings.max_retries + 1)
-    if item.attempts > settings.max_retries:
-        report.retries -= 1  # not retried: the file fails
-        report.retry_log[-1]["gave_up"] = True
-        _fail(job, f"chunk {item.chunk.number} failed {item.attempts} times; last: {why}")
-        for other in [q for q in queue if q.job == item.job]:
-            queue.remove(other)
-        return
-    queue.appendleft(item)
 
 
 __all__ = [

@@ -37,8 +37,16 @@ class StitchReport:
     seconds: float
 
 
-def stitch(chunks: list[Path], output: str | Path, *, expected_frames: int, audio_from: str | None,
-           start_s: float = 0.0, end_s: float | None = None, metadata: dict[str, str] | None = None) -> StitchReport:
+def stitch(
+    chunks: list[Path],
+    output: str | Path,
+    *,
+    expected_frames: int,
+    audio_from: str | None,
+    start_s: float = 0.0,
+    end_s: float | None = None,
+    metadata: dict[str, str] | None = None,
+) -> StitchReport:
     """Join chunk files (in order) into `output`. `audio_from`: the input whose audio/subtitle
     streams are copied; start_s / end_s: the job's time range of the input (video pts and audio
     shifted so it starts at 0, as `time_range` does). PipelineError when the chunks do not join
@@ -62,6 +70,7 @@ def stitch(chunks: list[Path], output: str | Path, *, expected_frames: int, audi
             vs = out.add_stream_from_template(template)
             vs.time_base = template.time_base
             tb = template.time_base
+            assert tb is not None  # PyAV types it optional; a demuxed stream has one
         shift = round(start_s / tb) if start_s else 0
         if audio_from:
             copier = _StreamCopier(audio_from, out, start_s)
@@ -70,17 +79,22 @@ def stitch(chunks: list[Path], output: str | Path, *, expected_frames: int, audi
             with av.open(str(path)) as c:
                 s = c.streams.video[0]
                 if bytes(s.codec_context.extradata or b"") != params or s.time_base != tb:
-                    raise PipelineError(f"stitch: {path.name} was encoded with other settings than the first "
-                                        "chunk (parameter sets or time base differ); delete the work directory "
-                                        "and run the job again")
+                    raise PipelineError(
+                        f"stitch: {path.name} was encoded with other settings than the first "
+                        "chunk (parameter sets or time base differ); delete the work directory "
+                        "and run the job again"
+                    )
                 for pkt in c.demux(s):
                     if pkt.dts is None:  # the demuxer's flush packet
                         continue
+                    assert pkt.pts is not None  # the chunks' packets all have both timestamps
                     pkt.pts -= shift
                     pkt.dts -= shift
                     if last_dts is not None and pkt.dts <= last_dts:
-                        raise PipelineError(f"stitch: decode timestamps do not increase at the start of "
-                                            f"{path.name} ({pkt.dts} after {last_dts})")
+                        raise PipelineError(
+                            f"stitch: decode timestamps do not increase at the start of "
+                            f"{path.name} ({pkt.dts} after {last_dts})"
+                        )
                     last_dts = pkt.dts
                     if copier is not None:
                         copier.pump(float(pkt.pts * tb))

@@ -15,70 +15,16 @@ it (any member can run any code on the others).
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 from streamswap import __version__
 
-_HASHES: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, for this process
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file, remembered for this process while its size and mtime stay the same."""
-    from streamswap.cluster.outputs import sha256_of
-
-    p = Path(path).resolve()
-    st = p.stat()
-    key = (str(p), st.st_size, st.st_mtime_ns)
-    if key not in _HASHES:
-        _HASHES[key] = sha256_of(p)
-    return _HASHES[key]
-
-
-def _ghost_names(options: Any) -> list[str]:
-    """The cache's models the ghost engine loads for these options (as `load_ghost_parts`)."""
-    generator = {1: "G_unet_1block", 2: "G_unet_2blocks", 3: "G_unet_3blocks"}.get(options.blocks)
-    names = ["scrfd_10g_bnkps", "2d106det", "backbone"]
-    if options.generator is None and generator is not None:
-        names.append(generator)
-    if options.sr:
-        names.append("10_net_G")
-    return names
-
 
 def model_hashes(options: Any, engine: str) -> dict[str, str | None]:
     """{model file: SHA-256 or None (unknown here)} of the files engine `engine` loads."""
-    from streamswap.errors import StreamSwapError
+    from streamswap.engines.registry import engine_named
 
-    out: dict[str, str | None] = {}
-    if engine == "lite":
-        from streamswap.faces.lite import DESCRIPTOR, LANDMARKS_68, lite_model_path
-
-        for name in (LANDMARKS_68, *((DESCRIPTOR,) if options.target_faces else ())):
-            try:
-                out[name] = file_sha256(lite_model_path(name))
-            except (StreamSwapError, OSError):
-                out[name] = None
-        return out
-    from streamswap.models.registry import Registry, RegistryConfig
-
-    registry = Registry(RegistryConfig.from_env())
-    for name in _ghost_names(options):
-        spec = registry.spec(name)
-        try:
-            expected, _ = registry.expected_hash(spec)
-            if expected is None and (path := registry.find(spec)) is not None:
-                expected = file_sha256(path)
-        except (StreamSwapError, OSError):
-            expected = None
-        out[spec.filename] = expected
-    if options.generator is not None:
-        try:
-            out[f"generator {Path(options.generator).name}"] = file_sha256(options.generator)
-        except OSError:
-            out[f"generator {Path(options.generator).name}"] = None
-    return out
+    return engine_named(engine).model_files(options)
 
 
 def job_identity(options: Any, engine: str) -> dict[str, Any]:
@@ -91,18 +37,24 @@ def refusal(expected: dict[str, Any], mine: dict[str, Any], *, worker: int, host
     driver does not know the hash of is not compared (the worker still verifies it on loading)."""
     who = f"worker {worker} on {host}"
     if mine["version"] != expected["version"]:
-        return (f"{who} runs streamswap {mine['version']}, the driver {expected['version']}: install the same "
-                "version on every machine of the cluster")
+        return (
+            f"{who} runs streamswap {mine['version']}, the driver {expected['version']}: install the same "
+            "version on every machine of the cluster"
+        )
     for name, want in sorted(expected["models"].items()):
         have = mine["models"].get(name)
         if want is None or have == want:
             continue
         if have is None:
-            return (f"{who} has no verified {name} (the driver's SHA-256 is {want[:16]}...): fetch the same file "
-                    "there (`streamswap models fetch`) or copy the driver's model cache")
-        return (f"{who} has another {name} (SHA-256 {have[:16]}..., the driver's {want[:16]}...): use the same "
-                "model files on every machine of the cluster")
+            return (
+                f"{who} has no verified {name} (the driver's SHA-256 is {want[:16]}...): fetch the same file "
+                "there (`streamswap models fetch`) or copy the driver's model cache"
+            )
+        return (
+            f"{who} has another {name} (SHA-256 {have[:16]}..., the driver's {want[:16]}...): use the same "
+            "model files on every machine of the cluster"
+        )
     return None
 
 
-__all__ = ["file_sha256", "job_identity", "model_hashes", "refusal"]
+__all__ = ["job_identity", "model_hashes", "refusal"]

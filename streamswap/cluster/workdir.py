@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from streamswap.cluster.chunks import Chunk
-from streamswap.files import write_atomic
+from streamswap.files import sha256_of, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -107,12 +107,13 @@ class WorkDir:
             return None
         try:
             record = ChunkRecord(**data)
-            ok = bool(record.sha256) and record.number == number and _sha256(path) == record.sha256
+            ok = bool(record.sha256) and record.number == number and sha256_of(path) == record.sha256
         except (TypeError, ValueError, OSError):
             record, ok = None, False
         if not ok or record is None:
-            log.warning("chunk %d in %s does not match its record (damaged or changed): it is run again",
-                        number, self.root)
+            log.warning(
+                "chunk %d in %s does not match its record (damaged or changed): it is run again", number, self.root
+            )
             meta.unlink(missing_ok=True)
             path.unlink(missing_ok=True)
             return None
@@ -135,7 +136,7 @@ class WorkDir:
     def mark_done(self, number: int, record: ChunkRecord) -> None:
         """Record a chunk whose file is already complete at `chunk_path(number)` (a resumable
         single-process job writes it there itself); its SHA-256 is taken here."""
-        record = replace(record, sha256=_sha256(self.chunk_path(number)))
+        record = replace(record, sha256=sha256_of(self.chunk_path(number)))
         _write_json(self.root / f"chunk-{number:04d}.json", asdict(record))
         self._checked[number] = record
 
@@ -149,14 +150,6 @@ class WorkDir:
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
         self._checked.clear()
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _read_json(path: Path) -> Any:

@@ -8,10 +8,6 @@ resources when a cluster job starts.
 
 A worker refuses every call, with one line, when it does not run the driver's StreamSwap version
 or does not see the driver's model files (`cluster.trust`).
-
-Testing aid: STREAMSWAP_CHUNK_DELAY="NAME:N:SECONDS" makes the first attempt of chunk N of an
-input whose file is called NAME wait that long on its worker before it starts (so a test can kill
-the worker while it holds the chunk). It is read from the worker's environment (the cluster's).
 """
 
 from __future__ import annotations
@@ -24,9 +20,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from streamswap.api import EngineModels, SourceIdentity, SwapOptions
+from streamswap.cluster.spans import FrameSpan
+from streamswap.engines.base import EngineModels, SourceIdentity
 from streamswap.errors import PipelineError
-from streamswap.video.sources import FrameSpan
+from streamswap.options import SwapOptions
 
 
 @dataclass(frozen=True)
@@ -62,8 +59,7 @@ class ChunkWorker:
     options: the job's swap options; engine: "lite" or "ghost"; worker: an id for reports;
     expected: the driver's `trust.job_identity` (None: not checked)."""
 
-    def __init__(self, options: SwapOptions, engine: str, worker: int,
-                 expected: dict[str, Any] | None = None) -> None:
+    def __init__(self, options: SwapOptions, engine: str, worker: int, expected: dict[str, Any] | None = None) -> None:
         # chunk files are this worker's own temporaries; a --start/--end is already in the spans
         self.options = replace(options, overwrite=True, start_s=0.0, end_s=None)
         self.engine, self.worker = engine, worker
@@ -78,8 +74,9 @@ class ChunkWorker:
             from streamswap.cluster.trust import job_identity, refusal
 
             assert self._expected is not None
-            self._refusal = refusal(self._expected, job_identity(self.options, self.engine), worker=self.worker,
-                                    host=socket.gethostname())
+            self._refusal = refusal(
+                self._expected, job_identity(self.options, self.engine), worker=self.worker, host=socket.gethostname()
+            )
             self._checked = True
         if self._refusal is not None:
             raise PipelineError(self._refusal)
@@ -88,25 +85,29 @@ class ChunkWorker:
         """Who this worker is: id, process id, host, the devices it may use. PipelineError when it
         refuses the job (another StreamSwap version, other model files)."""
         self._check()
-        return {"worker": self.worker, "pid": os.getpid(), "host": socket.gethostname(),
-                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+        return {
+            "worker": self.worker,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        }
 
     def models(self) -> EngineModels:
         """The engine's models, loaded on the first call and kept."""
         if self._models is None:
-            from streamswap.api import load_engine_models
             from streamswap.devices import resolve_device
+            from streamswap.engines.registry import engine_named
 
-            self._models = load_engine_models(self.options, self.engine, resolve_device(self.options.device))
+            self._models = engine_named(self.engine).load(self.options, resolve_device(self.options.device))
         return self._models
 
     def source_identity(self) -> SourceIdentity:
         """The job's source identity (reads the source and reference images; the driver puts
         the result in the object store for every worker)."""
-        from streamswap.api import source_identity
+        from streamswap.engines.registry import engine_named
 
         self._check()
-        return source_identity(self.models(), self.options)
+        return engine_named(self.engine).source_identity(self.models(), self.options)
 
     def run_chunk(self, task: ChunkTask, identity: SourceIdentity) -> ChunkOutput:
         """Run the whole pipeline on one chunk; PipelineError when it writes another number of
@@ -115,26 +116,24 @@ class ChunkWorker:
 
         self._check()
         models = self.models()
-        if task.attempt == 0 and (delay := _test_delay(task)):
-            time.sleep(delay)
         t0 = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="streamswap-chunk-") as tmp:
             out = Path(tmp) / f"chunk-{task.number:04d}.mp4"
             report = swap_span(self.options, task.input, str(out), task.span, models=models, identity=identity)
             if report.frames != task.span.frames:
-                raise PipelineError(f"chunk {task.number} of {task.input}: wrote {report.frames} frames, "
-                                    f"expected {task.span.frames} (damaged input?)")
+                raise PipelineError(
+                    f"chunk {task.number} of {task.input}: wrote {report.frames} frames, "
+                    f"expected {task.span.frames} (damaged input?)"
+                )
             data = out.read_bytes()
-        return ChunkOutput(task.job, task.number, data, report.frames, report.frames_in,
-                           time.monotonic() - t0, self.worker, os.getpid(), socket.gethostname())
-
-
-def _test_delay(task: ChunkTask) -> float:
-    """The delay STREAMSWAP_CHUNK_DELAY asks for this chunk (see the module docstring), else 0."""
-    spec = os.environ.get("STREAMSWAP_CHUNK_DELAY", "")
-    try:
-        name, number, seconds = spec.rsplit(":", 2)
-        wanted = Path(task.input).name == name and int(number) == task.number
-        return float(seconds) if wanted else 0.0
-    except ValueError:
-        return 0.0
+        return ChunkOutput(
+            task.job,
+            task.number,
+            data,
+            report.frames,
+            report.frames_in,
+            time.monotonic() - t0,
+            self.worker,
+            os.getpid(),
+            socket.gethostname(),
+        )

@@ -11,10 +11,9 @@ from fractions import Fraction
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-from streamswap.cli import app
+from streamswap.app import app
+from streamswap.commands.console import say, stderr_console
 
 
 def write_target_video(path: Path, seconds: float, fps: int) -> int:
@@ -28,10 +27,18 @@ def write_target_video(path: Path, seconds: float, fps: int) -> int:
 
     move = PanZoom(seconds=seconds, fps=fps)
     n = round(seconds * fps)
-    info = VideoInfo(width=move.size[0], height=move.size[1], fps=Fraction(fps), time_base=Fraction(1, fps),
-                     frames=n, duration_s=seconds, codec="h264")
-    sink = FileSink(path, info, EncodeSettings(crf=20, preset="veryfast"), BackendChoice("x264", "demo"),
-                    overwrite=True)
+    info = VideoInfo(
+        width=move.size[0],
+        height=move.size[1],
+        fps=Fraction(fps),
+        time_base=Fraction(1, fps),
+        frames=n,
+        duration_s=seconds,
+        codec="h264",
+    )
+    sink = FileSink(
+        path, info, EncodeSettings(crf=20, preset="veryfast"), BackendChoice("x264", "demo"), overwrite=True
+    )
     error: BaseException | None = None
     try:
         for i, image in enumerate(pan_zoom_frames(read_image(shipped_image("group")), move)):
@@ -55,16 +62,17 @@ def demo(
     from streamswap.commands.swap import run_swap
     from streamswap.sample_media import shipped_image
 
-    console = Console(stderr=True, quiet=quiet)
+    console = stderr_console(quiet)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / "target.mp4"
     n = write_target_video(target, seconds, fps=25)
-    console.print(f"target: {n} frames panning over insightface's group photo -> {escape(str(target))}",
-                  highlight=False, soft_wrap=True)
+    say(console, "target:", f"{n} frames panning over insightface's group photo -> {target}")
     source = shipped_image("tom_hanks")
-    console.print(f"source face: {escape(str(source))} (shipped with insightface)", highlight=False, soft_wrap=True)
+    say(console, "source face:", f"{source} (shipped with insightface)")
     output = out_dir / "swapped.mp4"
     options = SwapOptions(sources=(str(source),), engine="lite", preset="veryfast", overwrite=True)
     report = run_swap(options, str(target), str(output), quiet=quiet, as_json=False, label="demo")
-    typer.echo(f"demo video (lite engine, {report.frames_swapped}/{report.frames} frames with a swapped face): "
-               f"{output.resolve()}")
+    typer.echo(
+        f"demo video (lite engine, {report.frames_swapped}/{report.frames} frames with a swapped face): "
+        f"{output.resolve()}"
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streamswap.cli import app
+from streamswap.app import app
 from train.cli import train_app
 
 app.add_typer(train_app, name="train")

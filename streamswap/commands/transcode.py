@@ -14,27 +14,25 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from streamswap.cli import app
+from streamswap.app import app
+from streamswap.commands.console import note, progress_bar
 from streamswap.devices import resolve_device
-from streamswap.video.probe import check_output_path
 from streamswap.errors import InputError, PipelineError
 from streamswap.redact import redact_data
 from streamswap.stopping import reason_of
+from streamswap.video.probe import check_input, check_output_path
 
 if TYPE_CHECKING:  # the runtime imports (torch, av) wait until the command runs: other commands start fast
     import torch
 
     from streamswap.stream import GraphStats
-    from streamswap.video.nv import BackendChoice
+    from streamswap.video.outputs import VideoSink
     from streamswap.video.sources import VideoSource
 
 
@@ -44,25 +42,6 @@ def _output_kind(output: str) -> str:
     if output == "preview":
         return "preview"
     return "network" if classify(output) == "network" else "file"
-
-
-def _precheck_input(inp: str) -> None:
-    """Cheap checks of a local input (exists, not empty, a readable video) with PyAV only."""
-    from streamswap.video.probe import check_file, classify, open_container, video_stream
-
-    kind = classify(inp)
-    if kind in ("file", "image"):
-        check_file(inp)
-    if kind == "file":
-        with open_container(inp) as container:
-            video_stream(container, inp)
-
-
-def _progress(console: Console, total: int | None, live: bool) -> Progress:
-    cols: list[Any] = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("{task.fields[rate]}")]
-    cols += [TimeElapsedColumn()] if live or not total else [TimeRemainingColumn(), TimeElapsedColumn()]
-    return Progress(*cols, console=console, transient=False)
 
 
 def _rate_text(stats: GraphStats, live: bool) -> str:
@@ -76,39 +55,45 @@ def _rate_text(stats: GraphStats, live: bool) -> str:
     return text
 
 
-def _report(src: VideoSource, sink: Any, enc: BackendChoice, device: torch.device,
-            stats: GraphStats | None, status: str, error: str | None) -> dict[str, Any]:
+def _report(
+    src: VideoSource, sink: VideoSink, device: torch.device, stats: GraphStats | None, status: str, error: str | None
+) -> dict[str, Any]:
     info = src.info
-    enc = getattr(sink, "choice", enc)  # a file sink falls back to x264 if NVENC fails to start
+    enc = sink.choice  # read at the end: a file sink falls back to x264 if NVENC fails to start
     out_path = Path(sink.report.path)
-    return redact_data({  # what is shown: URLs without their credentials
-        "status": status,
-        "error": error,
-        "input": src.spec,
-        "output": sink.report.path,
-        "output_bytes": out_path.stat().st_size if out_path.is_file() else None,
-        "device": str(device),
-        "decoder": {"backend": src.choice.backend, "reason": src.choice.reason},
-        "encoder": {"backend": enc.backend, "reason": enc.reason},
-        "input_info": {k: (str(v) if k in ("fps", "time_base") and v is not None else v)
-                       for k, v in asdict(info).items()},
-        "frames_in": src.frames_read,
-        "frames_out": sink.report.frames,
-        "dropped": stats.dropped if stats else 0,
-        "elapsed_s": stats.elapsed_s if stats else None,
-        "fps": stats.frames_per_s if stats else None,
-        "audio_packets": sink.report.audio_packets,
-        "padded": sink.report.padded,
-        "warnings": list(src.warnings),
-        "notes": list(sink.report.notes),
-        "graph": stats.to_dict() if stats else None,
-    })
+    return redact_data(
+        {  # what is shown: URLs without their credentials
+            "status": status,
+            "error": error,
+            "input": src.spec,
+            "output": sink.report.path,
+            "output_bytes": out_path.stat().st_size if out_path.is_file() else None,
+            "device": str(device),
+            "decoder": {"backend": src.choice.backend, "reason": src.choice.reason},
+            "encoder": {"backend": enc.backend, "reason": enc.reason},
+            "input_info": {
+                k: (str(v) if k in ("fps", "time_base") and v is not None else v) for k, v in asdict(info).items()
+            },
+            "frames_in": src.frames_read,
+            "frames_out": sink.report.frames,
+            "dropped": stats.dropped if stats else 0,
+            "elapsed_s": stats.elapsed_s if stats else None,
+            "fps": stats.frames_per_s if stats else None,
+            "audio_packets": sink.report.audio_packets,
+            "padded": sink.report.padded,
+            "warnings": list(src.warnings),
+            "notes": list(sink.report.notes),
+            "graph": stats.to_dict() if stats else None,
+        }
+    )
 
 
 @app.command()
 def transcode(
     input: str = typer.Argument(..., help="Video file, image, webcam (/dev/video0) or stream URL (rtsp://...)."),
-    output: str = typer.Argument(..., help="Output video file (.mp4, .mkv, .mov), rtsp:// or rtmp:// URL, or 'preview'."),
+    output: str = typer.Argument(
+        ..., help="Output video file (.mp4, .mkv, .mov), rtsp:// or rtmp:// URL, or 'preview'."
+    ),
     crf: int = typer.Option(18, help="Quality: x264 CRF / NVENC QP, 0 (best) .. 51."),
     preset: str = typer.Option("medium", help="x264 speed preset (ultrafast .. veryslow); mapped to NVENC P1..P7."),
     encoder: str = typer.Option("auto", help="auto, x264 or nvenc."),
@@ -128,13 +113,13 @@ def transcode(
     out_kind = _output_kind(output)
     if out_kind == "file":
         check_output_path(input, output, overwrite)
-    _precheck_input(input)
-    import torch
+    check_input(input)
 
     from streamswap.stream import Fault, Graph, Sink, Source
     from streamswap.stream.metrics import cuda_memory_probe
-    from streamswap.video.nv import BackendChoice, GpuProbe, choose_encoder, probe_gpu
-    from streamswap.video.sinks import EncodeSettings, FileSink, NetworkSink, PreviewSink
+    from streamswap.video.nv import gpu_for
+    from streamswap.video.outputs import OutputOptions, open_sink
+    from streamswap.video.sinks import EncodeSettings
     from streamswap.video.sources import SourceOptions, open_source
 
     console = Console(stderr=True)
@@ -145,38 +130,47 @@ def transcode(
     except ValueError as exc:
         raise InputError(str(exc)) from None
 
-    gpu = probe_gpu(dev) if dev.type == "cuda" else GpuProbe(torch.cuda.is_available(), None, False,
-                                                              "not probed", False, "not probed")
-    src = open_source(input, SourceOptions(decoder=decoder, device=str(dev), threads=threads,
-                                           pace=realtime, max_frames=max_frames), gpu=gpu)
+    gpu = gpu_for(dev)
+    src = open_source(
+        input,
+        SourceOptions(decoder=decoder, device=str(dev), threads=threads, pace=realtime, max_frames=max_frames),
+        gpu=gpu,
+    )
     try:
-        if out_kind == "file":
-            enc = choose_encoder(encoder, device=dev, gpu=gpu)
-            sink: Any = FileSink(output, src.info, settings, enc, overwrite=overwrite,
-                                 audio_from=src.spec if src.kind == "file" else None, recording=src.live)
-        elif out_kind == "network":
-            if encoder == "nvenc":
-                raise InputError("--encoder nvenc writes files only; streams use x264")
-            enc = BackendChoice("x264", "network output: libx264 tuned for zero latency")
-            sink = NetworkSink(output, src.info, settings)
-        else:
-            enc = BackendChoice("window", "preview")
-            sink = PreviewSink()
+        sink = open_sink(
+            output,
+            src.info,
+            OutputOptions(
+                settings, overwrite=overwrite, audio_from=src.spec if src.kind == "file" else None, recording=src.live
+            ),
+            device=dev,
+            gpu=gpu,
+        )
     except BaseException:
         src.close()
         raise
+    enc = sink.choice
 
     if not quiet:
-        console.print(f"decode: [bold]{escape(src.choice.backend)}[/] ({escape(src.choice.reason)})", highlight=False, soft_wrap=True)
+        console.print(
+            f"decode: [bold]{escape(src.choice.backend)}[/] ({escape(src.choice.reason)})",
+            highlight=False,
+            soft_wrap=True,
+        )
         console.print(f"encode: [bold]{escape(enc.backend)}[/] ({escape(enc.reason)})", highlight=False, soft_wrap=True)
-    mode = "live" if src.live else "file"
-    graph = Graph(Source("decode", src, src.close), [], Sink("encode", sink.write, sink.close, queue_size=queue),
-                  mode=mode, fault=injected, gpu_memory=cuda_memory_probe(dev))
+    graph = Graph(
+        Source("decode", src, src.close),
+        [],
+        Sink("encode", sink.write, sink.close, queue_size=queue),
+        mode="live" if src.live else "file",
+        fault=injected,
+        gpu_memory=cuda_memory_probe(dev),
+    )
 
     total = src.info.frames if not src.live else None
     if max_frames is not None:
         total = min(total, max_frames) if total else max_frames
-    progress = None if quiet else _progress(console, total, src.live)
+    progress = None if quiet else progress_bar(console, eta=bool(total) and not src.live)
     task = progress.add_task("transcode", total=total, rate="") if progress else None
 
     def show(stats: GraphStats) -> None:
@@ -201,7 +195,7 @@ def transcode(
         if progress:
             progress.stop()
         stats = stats or graph.stats()
-        report = _report(src, sink, enc, dev, stats, status, error)
+        report = _report(src, sink, dev, stats, status, error)
         if as_json:
             typer.echo(json.dumps(report, indent=2))
         if not quiet:
@@ -212,16 +206,25 @@ def _summary(console: Console, r: dict[str, Any], wall_s: float) -> None:
     frames, fps = r["frames_out"], r["fps"] or 0.0
     size = f", {r['output_bytes'] / 2**20:.1f} MiB" if r["output_bytes"] else ""
     colour = {"done": "green", "stopped": "green", "failed": "red", "interrupted": "yellow"}.get(r["status"], "white")
-    console.print(f"[{colour}]{r['status']}[/]: {frames} frames in {wall_s:.1f} s ({fps:.1f} fps) -> "
-                  f"{escape(r['output'])}{size}", highlight=False, soft_wrap=True)
+    console.print(
+        f"[{colour}]{r['status']}[/]: {frames} frames in {wall_s:.1f} s ({fps:.1f} fps) -> {escape(r['output'])}{size}",
+        highlight=False,
+        soft_wrap=True,
+    )
     if r["audio_packets"]:
-        console.print(f"copied {r['audio_packets']} audio/subtitle packets without re-encoding", highlight=False, soft_wrap=True)
+        console.print(
+            f"copied {r['audio_packets']} audio/subtitle packets without re-encoding", highlight=False, soft_wrap=True
+        )
     if r["dropped"]:
-        console.print(f"live input: dropped {r['dropped']} frames to keep latency bounded", highlight=False, soft_wrap=True)
+        console.print(
+            f"live input: dropped {r['dropped']} frames to keep latency bounded", highlight=False, soft_wrap=True
+        )
     for line in r["warnings"] + r["notes"]:
-        console.print(f"[yellow]note:[/] {escape(line)}", highlight=False, soft_wrap=True)
+        note(console, line)
     if r["status"] in ("failed", "interrupted") and frames:
-        console.print(f"the output is valid up to frame {frames}: {escape(r['output'])}", highlight=False, soft_wrap=True)
+        console.print(
+            f"the output is valid up to frame {frames}: {escape(r['output'])}", highlight=False, soft_wrap=True
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

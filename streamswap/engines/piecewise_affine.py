@@ -42,8 +42,9 @@ def triangulate(points: np.ndarray) -> np.ndarray:
     return np.asarray(Delaunay(points).simplices, dtype=np.int64)
 
 
-def warp_maps(src_pts: torch.Tensor, dst_pts: torch.Tensor, triangles: torch.Tensor,
-              size: tuple[int, int], step: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+def warp_maps(
+    src_pts: torch.Tensor, dst_pts: torch.Tensor, triangles: torch.Tensor, size: tuple[int, int], step: int = 4
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-pixel source coordinates for each target geometry.
 
     src_pts: (P, 2) float32 source-image pixels; dst_pts: (B, P, 2) float32 output pixels;
@@ -84,8 +85,9 @@ def warp_maps(src_pts: torch.Tensor, dst_pts: torch.Tensor, triangles: torch.Ten
     coords = coords.reshape(b, gh, gw, 2).permute(0, 3, 1, 2)
     hit_map = hit.to(dt).reshape(b, 1, gh, gw)
     # Upsample the exact coarse maps to full resolution (the map is continuous inside the hull).
-    full = F.interpolate(coords, size=((gh - 1) * step + 1, (gw - 1) * step + 1), mode="bilinear",
-                         align_corners=True)[..., :h, :w]
+    full = F.interpolate(coords, size=((gh - 1) * step + 1, (gw - 1) * step + 1), mode="bilinear", align_corners=True)[
+        ..., :h, :w
+    ]
     inside_full = F.interpolate(hit_map, size=full.shape[-2:], mode="bilinear", align_corners=True)[..., :h, :w]
     return full.permute(0, 2, 3, 1).contiguous(), inside_full[:, 0]
 

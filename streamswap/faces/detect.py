@@ -22,6 +22,7 @@ from streamswap.errors import InputError, ModelError
 from streamswap.faces.nms import greedy_keep
 from streamswap.faces.onnx_runtime import OnnxRunner, OnnxSignature, Runtime, default_runtime, load_onnx_runner
 from streamswap.faces.records import FaceBatch
+from streamswap.transfer import host_tensors
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,12 @@ def letterbox(frames: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor
         # cv2 returns them: within 1 grey level of cv2's fixed-point result. On CPU torch resizes
         # uint8 directly (channels-last: ~10x faster than via float); elsewhere via float.
         if frames.device.type == "cpu":
-            x = F.interpolate(frames.contiguous(memory_format=torch.channels_last), size=(new_h, new_w),
-                              mode="bilinear", align_corners=False)
+            x = F.interpolate(
+                frames.contiguous(memory_format=torch.channels_last),
+                size=(new_h, new_w),
+                mode="bilinear",
+                align_corners=False,
+            )
         else:
             x = F.interpolate(frames.float(), size=(new_h, new_w), mode="bilinear", align_corners=False).round_()
     blob = torch.zeros((n, 3, size[1], size[0]), dtype=torch.float32, device=frames.device)
@@ -103,8 +108,9 @@ def anchor_centres(height: int, width: int, stride: int, device: torch.device) -
     return centres.repeat_interleave(ANCHORS_PER_LOCATION, dim=0)
 
 
-def decode(outputs: list[torch.Tensor], n: int, size: tuple[int, int], det_scale: float
-           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def decode(
+    outputs: list[torch.Tensor], n: int, size: tuple[int, int], det_scale: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The nine SCRFD outputs for n images -> scores (n, A), boxes (n, A, 4), kps (n, A, 5, 2),
     in frame pixels; A = all anchors of the three strides, in stride order."""
     scores, boxes, kps = [], [], []
@@ -113,9 +119,11 @@ def decode(outputs: list[torch.Tensor], n: int, size: tuple[int, int], det_scale
         rows = fh * fw * ANCHORS_PER_LOCATION
         s, b, k = outputs[i], outputs[i + 3], outputs[i + 6]
         if s.numel() != n * rows or b.numel() != n * rows * 4 or k.numel() != n * rows * 10:
-            raise ModelError(f"SCRFD stride-{stride} outputs hold {s.numel() // max(n, 1)} rows per image, expected "
-                             f"{rows} for a {size[0]}x{size[1]} input: not an SCRFD model with 2 anchors, or a "
-                             "detector size it does not take")
+            raise ModelError(
+                f"SCRFD stride-{stride} outputs hold {s.numel() // max(n, 1)} rows per image, expected "
+                f"{rows} for a {size[0]}x{size[1]} input: not an SCRFD model with 2 anchors, or a "
+                "detector size it does not take"
+            )
         centres = anchor_centres(fh, fw, stride, s.device)
         dist = b.reshape(n, rows, 4) * stride
         boxes.append(torch.cat([centres - dist[..., :2], centres + dist[..., 2:]], dim=-1))
@@ -124,8 +132,7 @@ def decode(outputs: list[torch.Tensor], n: int, size: tuple[int, int], det_scale
     return torch.cat(scores, 1), torch.cat(boxes, 1) / det_scale, torch.cat(kps, 1) / det_scale
 
 
-def select_faces(scores: torch.Tensor, boxes: torch.Tensor, kps: torch.Tensor,
-                 settings: DetectSettings) -> FaceBatch:
+def select_faces(scores: torch.Tensor, boxes: torch.Tensor, kps: torch.Tensor, settings: DetectSettings) -> FaceBatch:
     """Threshold, per-frame NMS and max_faces on decoded candidates -> FaceBatch (by frame, then score)."""
     n = scores.shape[0]
     order = torch.sort(scores, dim=1, descending=True, stable=True).indices  # insightface's tie order
@@ -141,15 +148,20 @@ def select_faces(scores: torch.Tensor, boxes: torch.Tensor, kps: torch.Tensor,
     if settings.max_faces:
         keep &= keep.cumsum(dim=1) <= settings.max_faces
     frame_index, rank = keep.nonzero(as_tuple=True)
-    return FaceBatch(n_frames=n, boxes=b[frame_index, rank], scores=s[frame_index, rank],
-                     kps=p[frame_index, rank], frame_index=frame_index)
+    return FaceBatch(
+        n_frames=n,
+        boxes=b[frame_index, rank],
+        scores=s[frame_index, rank],
+        kps=p[frame_index, rank],
+        frame_index=frame_index,
+    )
 
 
 class SCRFDDetector:
     """SCRFD on batches: `detect(frames)` -> FaceBatch.
 
     frames: (N, 3, H, W) uint8 RGB on the runner's device, one size per batch. The result's
-    tensors are on the same device, coordinates in frame pixels.
+    tensors are in host memory (CPU), coordinates in frame pixels: one download per batch.
     """
 
     def __init__(self, runner: OnnxRunner, settings: DetectSettings = DetectSettings()) -> None:
@@ -157,12 +169,26 @@ class SCRFDDetector:
         self.settings = settings
 
     @classmethod
-    def load(cls, path: str | Path, settings: DetectSettings = DetectSettings(), runtime: Runtime | None = None,
-             device: torch.device | str = "cpu", fp16: bool | None = None, threads: int = 0) -> SCRFDDetector:
+    def load(
+        cls,
+        path: str | Path,
+        settings: DetectSettings = DetectSettings(),
+        runtime: Runtime | None = None,
+        device: torch.device | str = "cpu",
+        fp16: bool | None = None,
+        threads: int = 0,
+    ) -> SCRFDDetector:
         """Load an SCRFD ONNX file (checks its signature; probes whether it takes a batch)."""
         runtime = runtime or default_runtime(device)
-        runner = load_onnx_runner(path, SCRFD_SIGNATURE, runtime, device, (1, 3, settings.size[1], settings.size[0]),
-                                  fp16=fp16, threads=threads)
+        runner = load_onnx_runner(
+            path,
+            SCRFD_SIGNATURE,
+            runtime,
+            device,
+            (1, 3, settings.size[1], settings.size[0]),
+            fp16=fp16,
+            threads=threads,
+        )
         return cls(runner, settings)
 
     def detect(self, frames: torch.Tensor) -> FaceBatch:
@@ -173,6 +199,18 @@ class SCRFDDetector:
         blob, det_scale = letterbox(frames, self.settings.size)
         outputs = self.runner(blob)
         scores, boxes, kps = decode(outputs, n, self.settings.size, det_scale)
-        return select_faces(scores, boxes, kps, self.settings)
+        # The host needs the faces' number and boxes (tracking, crop regions), and selection is
+        # data-dependent (threshold, NMS rounds, max_faces): each frame's best top_k candidates
+        # (fixed shapes) come down in one copy and are selected there, with no further sync.
+        k = min(self.settings.top_k, scores.shape[1])
+        order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
+        s, b, p = host_tensors(
+            [
+                torch.gather(scores, 1, order),
+                torch.gather(boxes, 1, order[..., None].expand(-1, -1, 4)),
+                torch.gather(kps, 1, order[..., None, None].expand(-1, -1, 5, 2)),
+            ]
+        )
+        return select_faces(s, b, p, self.settings)
 
     __call__ = detect

@@ -32,8 +32,9 @@ from streamswap.faces.onnx_runtime import (
 from streamswap.faces.records import FaceBatch
 
 GHOST_MATCH_THRESHOLD = 0.15
-RECOGNISER_SIGNATURE = OnnxSignature(kind="ArcFace recogniser (glintr100.onnx or w600k_r50.onnx)",
-                                     input_shape=(None, 3, 112, 112), outputs=((512,),))
+RECOGNISER_SIGNATURE = OnnxSignature(
+    kind="ArcFace recogniser (glintr100.onnx or w600k_r50.onnx)", input_shape=(None, 3, 112, 112), outputs=((512,),)
+)
 
 
 class IdentityEncoder(Protocol):
@@ -62,11 +63,24 @@ class OnnxArcFace:
         self.std = std
 
     @classmethod
-    def load(cls, path: str | Path, runtime: Runtime | None = None, device: torch.device | str = "cpu",
-             fp16: bool | None = None, threads: int = 0) -> OnnxArcFace:
+    def load(
+        cls,
+        path: str | Path,
+        runtime: Runtime | None = None,
+        device: torch.device | str = "cpu",
+        fp16: bool | None = None,
+        threads: int = 0,
+    ) -> OnnxArcFace:
         mean, std = recogniser_normalisation(load_onnx_model(path, RECOGNISER_SIGNATURE))
-        runner = load_onnx_runner(path, RECOGNISER_SIGNATURE, runtime or default_runtime(device), device,
-                                  (1, 3, 112, 112), fp16=fp16, threads=threads)
+        runner = load_onnx_runner(
+            path,
+            RECOGNISER_SIGNATURE,
+            runtime or default_runtime(device),
+            device,
+            (1, 3, 112, 112),
+            fp16=fp16,
+            threads=threads,
+        )
         return cls(runner, mean, std)
 
     def embed_crops(self, crops: torch.Tensor, normalise: bool = True) -> torch.Tensor:
@@ -77,7 +91,7 @@ class OnnxArcFace:
         check_frames(frames)
         if len(faces) == 0:
             return torch.zeros((0, self.dim), dtype=torch.float32, device=frames.device)
-        m = arcface_align(faces.kps).to(frames.device)
+        m = arcface_align(faces.kps)  # where the keypoints are: warp_crops takes either
         # rounded to uint8 levels: the crop insightface feeds is a uint8 image
         return self.embed_crops(warp_crops(frames, faces.frame_index, m, 112).round_())
 
@@ -109,7 +123,7 @@ class TorchArcFace:
         if len(faces) == 0:
             return torch.zeros((0, self.dim), dtype=torch.float32, device=frames.device)
         m, _ = ghost_align(faces.kps)
-        crops = warp_crops(frames, faces.frame_index, m.to(frames.device), GHOST_CROP).round_()
+        crops = warp_crops(frames, faces.frame_index, m, GHOST_CROP).round_()
         return self.embed_crops(crops)
 
 
@@ -118,8 +132,9 @@ def cosine_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return F.normalize(a.float(), dim=1) @ F.normalize(b.float(), dim=1).T
 
 
-def match_references(faces: FaceBatch, references: torch.Tensor,
-                     threshold: float = GHOST_MATCH_THRESHOLD) -> torch.Tensor:
+def match_references(
+    faces: FaceBatch, references: torch.Tensor, threshold: float = GHOST_MATCH_THRESHOLD
+) -> torch.Tensor:
     """GHOST's multi-face rule: for each frame and each reference embedding, the detected face
     with the highest cosine similarity, accepted when it is > threshold.
 
@@ -146,8 +161,10 @@ def chosen_face(faces: FaceBatch, index: int | None = None, what: str = "the sou
     if len(faces) == 0:
         raise NoFaceError(f"no face found in {what}; use a photo with one clearly visible face")
     if index is None and len(faces) > 1:
-        raise InputError(f"{what} has {len(faces)} faces; choose one with --source-face-index 0..{len(faces) - 1} "
-                         "(counted left to right)")
+        raise InputError(
+            f"{what} has {len(faces)} faces; choose one with --source-face-index 0..{len(faces) - 1} "
+            "(counted left to right)"
+        )
     index = 0 if index is None else index
     if not 0 <= index < len(faces):
         raise InputError(f"--source-face-index {index} is out of range: {what} has {len(faces)} face(s)")

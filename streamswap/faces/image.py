@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from streamswap.errors import InputError
-from streamswap.limits import check_image
+from streamswap.limits import require_image
 
 
 def read_image(path: str | Path, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -21,8 +21,7 @@ def read_image(path: str | Path, device: torch.device | str = "cpu") -> torch.Te
     path = Path(path)
     if not path.is_file():
         raise InputError(f"image not found: {path}")
-    if check_image(path) is None:  # a header we cannot size is no image we decode
-        raise InputError(f"{path} is not a readable image (expected JPEG, PNG, BMP, WebP, ...)")
+    require_image(path)
     data = np.fromfile(path, dtype=np.uint8)
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if bgr is None:

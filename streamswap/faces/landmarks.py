@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from streamswap.faces.align import invert_affine, transform_points, warp_crops
+from streamswap.faces.align import CropPlan, cut_crops, invert_affine, plan_crops, transform_points
 from streamswap.faces.detect import check_frames
 from streamswap.faces.onnx_runtime import (
     OnnxRunner,
@@ -26,10 +26,12 @@ from streamswap.faces.onnx_runtime import (
     model_node_names,
 )
 from streamswap.faces.records import FaceBatch
+from streamswap.transfer import all_like_device, to_device
 
 CROP = 192
-LANDMARK106_SIGNATURE = OnnxSignature(kind="2d106 landmark model (2d106det.onnx)", input_shape=(None, 3, CROP, CROP),
-                                      outputs=((212,),))
+LANDMARK106_SIGNATURE = OnnxSignature(
+    kind="2d106 landmark model (2d106det.onnx)", input_shape=(None, 3, CROP, CROP), outputs=((212,),)
+)
 
 
 def landmark_normalisation(model: Any) -> tuple[float, float]:
@@ -62,13 +64,28 @@ class Landmark106:
         self.runner = runner
         self.mean = mean
         self.std = std
+        # the whole-crop box's (region, region -> crop, crop -> frame) per (device, crop side)
+        self._whole: dict[tuple[torch.device, int], tuple[list[int], torch.Tensor, torch.Tensor]] = {}
 
     @classmethod
-    def load(cls, path: str | Path, runtime: Runtime | None = None, device: torch.device | str = "cpu",
-             fp16: bool | None = None, threads: int = 0) -> Landmark106:
+    def load(
+        cls,
+        path: str | Path,
+        runtime: Runtime | None = None,
+        device: torch.device | str = "cpu",
+        fp16: bool | None = None,
+        threads: int = 0,
+    ) -> Landmark106:
         mean, std = landmark_normalisation(load_onnx_model(path, LANDMARK106_SIGNATURE))
-        runner = load_onnx_runner(path, LANDMARK106_SIGNATURE, runtime or default_runtime(device), device,
-                                  (1, 3, CROP, CROP), fp16=fp16, threads=threads)
+        runner = load_onnx_runner(
+            path,
+            LANDMARK106_SIGNATURE,
+            runtime or default_runtime(device),
+            device,
+            (1, 3, CROP, CROP),
+            fp16=fp16,
+            threads=threads,
+        )
         return cls(runner, mean, std)
 
     def landmarks(self, frames: torch.Tensor, faces: FaceBatch) -> torch.Tensor:
@@ -76,12 +93,44 @@ class Landmark106:
         k = len(faces)
         if k == 0:
             return torch.zeros((0, 106, 2), dtype=torch.float32, device=frames.device)
-        m = crop_matrices(faces.boxes).to(frames.device)
+        # the crop geometry where the boxes are (on the host after detection: no sync), then the
+        # region matrices and the inverses go to the frames' device together
+        m = crop_matrices(faces.boxes)
+        plan = plan_crops(m, faces.frame_index, (CROP, CROP), (frames.shape[-2], frames.shape[-1]))
+        shifted, inv = all_like_device([plan.shifted, invert_affine(m)], frames, torch.float32)
+        return self._predict(frames, plan, shifted, inv)
+
+    def landmarks_in_crops(self, crops: torch.Tensor) -> torch.Tensor:
+        """Landmarks of faces that fill their square crops (GHOST runs 2d106 on its whole 224
+        crop): crops (K, 3, S, S) uint8 -> (K, 106, 2) float32 crop pixels, on the crops'
+        device. The same as `landmarks` with one box covering each crop; that box's matrices are
+        made and uploaded once per device and size."""
+        check_frames(crops)
+        k, side = crops.shape[0], crops.shape[-1]
+        if k == 0:
+            return torch.zeros((0, 106, 2), dtype=torch.float32, device=crops.device)
+        region, shifted, inv = self.prepare_crops(crops.device, side)
+        plan = CropPlan([[*region, i] for i in range(k)], shifted.expand(k, 2, 3))
+        return self._predict(crops, plan, plan.shifted, inv.expand(k, 2, 3))
+
+    def prepare_crops(self, device: torch.device, side: int) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+        """The whole-crop box's region, region -> crop and crop -> frame matrices for `side`
+        crops on `device`, made (one upload) on first use; call it ahead to keep that upload out
+        of the hot path."""
+        key = (device, side)
+        if key not in self._whole:
+            m = crop_matrices(torch.tensor([[0.0, 0.0, side, side]]))
+            plan = plan_crops(m, torch.zeros(1, dtype=torch.int64), (CROP, CROP), (side, side))
+            shifted, inv = to_device([plan.shifted.numpy(), invert_affine(m).numpy()], device, torch.float32)
+            self._whole[key] = (plan.regions[0][:4], shifted, inv)
+        return self._whole[key]
+
+    def _predict(self, frames: torch.Tensor, plan: CropPlan, shifted: torch.Tensor, inv: torch.Tensor) -> torch.Tensor:
+        """2d106 on the crops of `plan` -> (K, 106, 2) float32 through `inv` (crop -> frame)."""
         # crops are rounded to uint8 levels, as the crop insightface feeds is a uint8 image
-        crops = warp_crops(frames, faces.frame_index, m, CROP).round_()
-        pred = self.runner((crops - self.mean) / self.std)[0].reshape(k, -1, 2)[:, -106:]
-        pts = (pred + 1) * (CROP // 2)
-        return transform_points(pts, invert_affine(m)).float()
+        crops = cut_crops(frames, plan, shifted, (CROP, CROP)).round_()
+        pred = self.runner((crops - self.mean) / self.std)[0].reshape(len(crops), -1, 2)[:, -106:]
+        return transform_points((pred + 1) * (CROP // 2), inv).float()
 
     def __call__(self, frames: torch.Tensor, faces: FaceBatch) -> FaceBatch:
         """faces with their `landmarks` filled in."""

@@ -51,8 +51,9 @@ def lite_model_path(name: str) -> Path:
 def kps_from_68(points: torch.Tensor) -> torch.Tensor:
     """iBUG 68 points (K, 68, 2) -> ArcFace keypoints (K, 5, 2): image-left eye centre (36-41),
     image-right eye centre (42-47), nose tip (30), mouth corners (48, 54)."""
-    return torch.stack([points[:, 36:42].mean(1), points[:, 42:48].mean(1), points[:, 30],
-                        points[:, 48], points[:, 54]], dim=1)
+    return torch.stack(
+        [points[:, 36:42].mean(1), points[:, 42:48].mean(1), points[:, 30], points[:, 48], points[:, 54]], dim=1
+    )
 
 
 def _host_frames(frames: torch.Tensor) -> np.ndarray:
@@ -126,12 +127,18 @@ class DlibDetector:
                 index.append(i)
         if not boxes:
             return FaceBatch.empty(frames.shape[0], frames.device).with_landmarks(
-                torch.zeros((0, 68, 2), dtype=torch.float32, device=frames.device))
+                torch.zeros((0, 68, 2), dtype=torch.float32, device=frames.device)
+            )
         dev = frames.device
         lmk = torch.from_numpy(np.stack(shapes)).to(dev)
-        return FaceBatch(n_frames=frames.shape[0], boxes=torch.from_numpy(np.stack(boxes)).to(dev),
-                         scores=torch.tensor(scores, dtype=torch.float32, device=dev), kps=kps_from_68(lmk),
-                         frame_index=torch.tensor(index, dtype=torch.int64, device=dev), landmarks=lmk)
+        return FaceBatch(
+            n_frames=frames.shape[0],
+            boxes=torch.from_numpy(np.stack(boxes)).to(dev),
+            scores=torch.tensor(scores, dtype=torch.float32, device=dev),
+            kps=kps_from_68(lmk),
+            frame_index=torch.tensor(index, dtype=torch.int64, device=dev),
+            landmarks=lmk,
+        )
 
     __call__ = detect
 
@@ -143,14 +150,20 @@ class DlibDetector:
         dev = frames.device
         if boxes.shape[0] == 0:
             return FaceBatch.empty(frames.shape[0], dev).with_landmarks(
-                torch.zeros((0, 68, 2), dtype=torch.float32, device=dev))
+                torch.zeros((0, 68, 2), dtype=torch.float32, device=dev)
+            )
         images = _host_frames(frames)
         host_boxes = boxes.detach().cpu().numpy()
         shapes = [self._shape(images[i], b) for i, b in zip(frame_index.tolist(), host_boxes, strict=True)]
         lmk = torch.from_numpy(np.stack(shapes)).to(dev)
-        return FaceBatch(n_frames=frames.shape[0], boxes=boxes.to(dev, torch.float32),
-                         scores=torch.ones(len(shapes), dtype=torch.float32, device=dev), kps=kps_from_68(lmk),
-                         frame_index=frame_index.to(dev), landmarks=lmk)
+        return FaceBatch(
+            n_frames=frames.shape[0],
+            boxes=boxes.to(dev, torch.float32),
+            scores=torch.ones(len(shapes), dtype=torch.float32, device=dev),
+            kps=kps_from_68(lmk),
+            frame_index=frame_index.to(dev),
+            landmarks=lmk,
+        )
 
 
 class DlibIdentity:

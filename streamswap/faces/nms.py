@@ -28,8 +28,7 @@ def box_iou(a: torch.Tensor, b: torch.Tensor, plus_one: bool = False) -> torch.T
     return inter / (area_a[..., :, None] + area_b[..., None, :] - inter)
 
 
-def greedy_keep(boxes: torch.Tensor, valid: torch.Tensor, iou_threshold: float,
-                plus_one: bool = False) -> torch.Tensor:
+def greedy_keep(boxes: torch.Tensor, valid: torch.Tensor, iou_threshold: float, plus_one: bool = False) -> torch.Tensor:
     """Greedy NMS on candidates already sorted by descending score.
 
     boxes: (B, k, 4) float; valid: (B, k) bool (candidates to consider). Returns (B, k) bool:
@@ -40,7 +39,7 @@ def greedy_keep(boxes: torch.Tensor, valid: torch.Tensor, iou_threshold: float,
     if k == 0:
         return valid.clone()
     over = box_iou(boxes, boxes, plus_one) > iou_threshold
-    over &= torch.ones(k, k, dtype=torch.bool, device=boxes.device).triu(1)  # j suppresses i only if j < i
+    over &= boxes.new_ones((k, k), dtype=torch.bool).triu(1)  # j suppresses i only if j < i
     keep = valid.clone()
     for _ in range(k):
         suppressed = (over & keep[:, :, None]).any(dim=1)
@@ -56,6 +55,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, plus_on
     by decreasing score. Runs on the boxes' device."""
     order = torch.sort(scores, descending=True, stable=True).indices
     sorted_boxes = boxes[order].float()[None]
-    keep = greedy_keep(sorted_boxes, torch.ones_like(sorted_boxes[..., 0], dtype=torch.bool),
-                       iou_threshold, plus_one)[0]
+    keep = greedy_keep(sorted_boxes, torch.ones_like(sorted_boxes[..., 0], dtype=torch.bool), iou_threshold, plus_one)[
+        0
+    ]
     return order[keep]

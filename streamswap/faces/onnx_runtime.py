@@ -15,13 +15,8 @@ loops over the batch one item at a time (`runner.batched` is False) and says so 
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import importlib.util
 import logging
-import sys
-import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -29,14 +24,14 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 
+from streamswap.compat.onnx2torch import hold_shape_constants_on_host, import_onnx2torch
 from streamswap.errors import ModelError
-from streamswap.faces.nms import nms as torch_nms
+from streamswap.transfer import to_device
 
 log = logging.getLogger(__name__)
 
 Runtime = Literal["torch", "onnxruntime"]
 RUNTIMES: tuple[Runtime, ...] = ("torch", "onnxruntime")
-ONNX2TORCH_INSTALL = "pip install --no-deps onnx2torch==1.5.15"
 
 
 # ---------------------------------------------------------------- model file and signature
@@ -98,7 +93,7 @@ def check_signature(model: Any, signature: OnnxSignature, path: str | Path) -> N
         have = _dims(out)
         if not have:
             continue  # undeclared shape: the load-time probe checks it
-        trailing = have[-len(want):] if want else []
+        trailing = have[-len(want) :] if want else []
         if len(have) < len(want) + 1 or any(
             w is not None and h is not None and w != h for w, h in zip(want, trailing, strict=True)
         ):
@@ -129,77 +124,6 @@ def relax_batch_dims(model: Any) -> Any:
             if axis == 0 or axis < len(value.type.tensor_type.shape.dim) - 1:
                 dim.dim_param = f"out_{i}_{axis}"
     return relaxed
-
-
-# ---------------------------------------------------------------- onnx2torch import (torchvision shim)
-
-
-def _torchvision_stand_in() -> tuple[types.ModuleType, types.ModuleType]:
-    """A minimal `torchvision` with the three `ops` onnx2torch imports, implemented in torch."""
-
-    def box_convert(boxes: torch.Tensor, in_fmt: str, out_fmt: str) -> torch.Tensor:
-        if in_fmt == out_fmt:
-            return boxes.clone()
-        if (in_fmt, out_fmt) == ("cxcywh", "xyxy"):
-            c, wh = boxes[..., :2], boxes[..., 2:]
-            return torch.cat([c - wh / 2, c + wh / 2], dim=-1)
-        if (in_fmt, out_fmt) == ("xyxy", "cxcywh"):
-            a, b = boxes[..., :2], boxes[..., 2:]
-            return torch.cat([(a + b) / 2, b - a], dim=-1)
-        raise NotImplementedError(f"box_convert {in_fmt}->{out_fmt} is not in StreamSwap's torchvision stand-in")
-
-    def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-        return torch_nms(boxes, scores, iou_threshold)
-
-    def roi_align(*args: Any, **kwargs: Any) -> torch.Tensor:
-        raise NotImplementedError("RoiAlign needs torchvision, which StreamSwap does not use; "
-                                  "the face models here have no RoiAlign node")
-
-    tv = types.ModuleType("torchvision")
-    ops = types.ModuleType("torchvision.ops")
-    ops.nms = nms  # type: ignore[attr-defined]
-    ops.box_convert = box_convert  # type: ignore[attr-defined]
-    ops.roi_align = roi_align  # type: ignore[attr-defined]
-    tv.ops = ops  # type: ignore[attr-defined]
-    tv.__streamswap_stand_in__ = True  # type: ignore[attr-defined]
-    return tv, ops
-
-
-def _torchvision_importable() -> bool:
-    if importlib.util.find_spec("torchvision") is None:
-        return False
-    try:
-        importlib.import_module("torchvision")
-    except Exception:  # noqa: BLE001 - installed but broken beside this torch: use the stand-in
-        return False
-    return True
-
-
-@contextlib.contextmanager
-def _torchvision_shim() -> Iterator[None]:
-    """Put the stand-in into sys.modules for the duration of the block only."""
-    if "torchvision" in sys.modules or _torchvision_importable():
-        yield
-        return
-    tv, ops = _torchvision_stand_in()
-    sys.modules["torchvision"], sys.modules["torchvision.ops"] = tv, ops
-    try:
-        yield
-    finally:
-        for name, mod in (("torchvision", tv), ("torchvision.ops", ops)):
-            if sys.modules.get(name) is mod:
-                del sys.modules[name]
-
-
-def import_onnx2torch() -> types.ModuleType:
-    """Import onnx2torch (lazily: only the torch runtime needs it). Raises ModelError if missing."""
-    if "onnx2torch" in sys.modules:
-        return sys.modules["onnx2torch"]
-    if importlib.util.find_spec("onnx2torch") is None:
-        raise ModelError(f"the torch runtime for ONNX models needs onnx2torch: `{ONNX2TORCH_INSTALL}` "
-                         "(or choose the onnxruntime runtime)")
-    with _torchvision_shim():
-        return importlib.import_module("onnx2torch")
 
 
 # ---------------------------------------------------------------- runners
@@ -233,7 +157,7 @@ class _RunnerBase:
             raise ValueError(f"expected a (B, C, H, W) input, got {tuple(x.shape)}")
         if self.batched or x.shape[0] == 1:
             return self._run(x)
-        parts = [self._run(x[i:i + 1]) for i in range(x.shape[0])]
+        parts = [self._run(x[i : i + 1]) for i in range(x.shape[0])]
         return [torch.cat(rows) for rows in zip(*parts, strict=True)]
 
 
@@ -248,6 +172,7 @@ class TorchRunner(_RunnerBase):
             module = onnx2torch.convert(model)
         except Exception as exc:  # noqa: BLE001 - any converter failure means this model cannot run here
             raise ModelError(f"onnx2torch cannot convert this model ({exc}); use the onnxruntime runtime") from exc
+        hold_shape_constants_on_host(module)  # else every call reads them back from the GPU
         self.dtype = torch.float16 if fp16 else torch.float32
         # channels-last: faster convolutions with oneDNN on CPU and tensor cores on CUDA
         self.module = module.to(device=device, dtype=self.dtype, memory_format=torch.channels_last).eval()
@@ -282,11 +207,17 @@ class OrtRunner(_RunnerBase):
                 if hasattr(ort, "preload_dlls"):
                     ort.preload_dlls()
                 self._stream = torch.cuda.current_stream(device).cuda_stream
-                providers = [("CUDAExecutionProvider", {
-                    "device_id": device.index or 0,
-                    "cudnn_conv_algo_search": "HEURISTIC",  # EXHAUSTIVE re-tunes on every new shape
-                    "user_compute_stream": str(self._stream),
-                }), "CPUExecutionProvider"]
+                providers = [
+                    (
+                        "CUDAExecutionProvider",
+                        {
+                            "device_id": device.index or 0,
+                            "cudnn_conv_algo_search": "HEURISTIC",  # EXHAUSTIVE re-tunes on every new shape
+                            "user_compute_stream": str(self._stream),
+                        },
+                    ),
+                    "CPUExecutionProvider",
+                ]
             else:
                 log.warning("onnxruntime has no CUDA EP here (install onnxruntime-gpu); running on its CPU EP")
         data = relax_batch_dims(model).SerializeToString()
@@ -306,14 +237,15 @@ class OrtRunner(_RunnerBase):
             return self._run_bound(x)
         array = x.detach().to("cpu", torch.float32).contiguous().numpy()
         outs = self.session.run(self.output_names, {self.input_name: array}, self._quiet if quiet else None)
-        return [torch.from_numpy(np.ascontiguousarray(o, dtype=np.float32)).to(x.device) for o in outs]
+        return to_device([np.asarray(o, dtype=np.float32) for o in outs], x.device, torch.float32)  # one copy
 
     def _run_bound(self, x: torch.Tensor) -> list[torch.Tensor]:
         # IOBinding on torch tensors (see GPU-NOTES): inputs and preallocated outputs stay on the GPU.
         x = x.detach().to(torch.float32).contiguous()
         b = x.shape[0] if self.batched else 1
-        outs = [torch.empty((shape[0] * b, *shape[1:]), dtype=torch.float32, device=x.device)
-                for shape in self.item_shapes]
+        outs = [
+            torch.empty((shape[0] * b, *shape[1:]), dtype=torch.float32, device=x.device) for shape in self.item_shapes
+        ]
         binding = self.session.io_binding()
         binding.bind_input(self.input_name, "cuda", x.device.index or 0, np.float32, tuple(x.shape), x.data_ptr())
         for name, out in zip(self.output_names, outs, strict=True):
@@ -364,8 +296,15 @@ def _probe(runner: _RunnerBase, probe_shape: Sequence[int], kind: str) -> None:
         log.info("%s model takes a batch (%s)", kind, runner.provider)
 
 
-def load_onnx_runner(path: str | Path, signature: OnnxSignature, runtime: Runtime, device: torch.device | str,
-                     probe_shape: Sequence[int], fp16: bool | None = None, threads: int = 0) -> _RunnerBase:
+def load_onnx_runner(
+    path: str | Path,
+    signature: OnnxSignature,
+    runtime: Runtime,
+    device: torch.device | str,
+    probe_shape: Sequence[int],
+    fp16: bool | None = None,
+    threads: int = 0,
+) -> _RunnerBase:
     """Load, check and probe one ONNX model.
 
     runtime: "torch" (onnx2torch) or "onnxruntime"; device: where inputs and outputs live;
@@ -381,8 +320,13 @@ def load_onnx_runner(path: str | Path, signature: OnnxSignature, runtime: Runtim
     else:
         raise ValueError(f"unknown ONNX runtime {runtime!r}; choose one of {RUNTIMES}")
     _probe(runner, probe_shape, signature.kind)
-    log.info("%s: %s runtime on %s (%s)", Path(path).name, runtime, runner.provider,
-             "batched" if runner.batched else "looping over the batch")
+    log.info(
+        "%s: %s runtime on %s (%s)",
+        Path(path).name,
+        runtime,
+        runner.provider,
+        "batched" if runner.batched else "looping over the batch",
+    )
     return runner
 
 
@@ -393,7 +337,7 @@ def default_runtime(device: torch.device | str) -> Runtime:
     CPU: onnxruntime, which measured faster there: on a stand-in with scrfd_10g's compute
     (10.7 GFLOPs per 640x640 frame) on 2 shared cores, best of interleaved rounds, 43-75 ms per
     frame against torch's 90-240 ms at batch 1, and still ahead at batch 4-8
-    (benchmarks/bench_detect.py, results/detect.json)."""
+    (streamswap/bench/detect.py, benchmarks/results/detect.json)."""
     return "torch" if torch.device(device).type == "cuda" else "onnxruntime"
 
 

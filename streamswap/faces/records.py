@@ -60,10 +60,15 @@ class FaceBatch:
             (self.scores.shape == (k,), "scores must be (K,)"),
             (self.kps.shape == (k, 5, 2), "kps must be (K, 5, 2)"),
             (self.frame_index.shape == (k,), "frame_index must be (K,)"),
-            (self.landmarks is None or (self.landmarks.ndim == 3 and self.landmarks.shape[0] == k
-                                        and self.landmarks.shape[2] == 2), "landmarks must be (K, L, 2)"),
-            (self.embeddings is None or (self.embeddings.ndim == 2 and self.embeddings.shape[0] == k),
-             "embeddings must be (K, D)"),
+            (
+                self.landmarks is None
+                or (self.landmarks.ndim == 3 and self.landmarks.shape[0] == k and self.landmarks.shape[2] == 2),
+                "landmarks must be (K, L, 2)",
+            ),
+            (
+                self.embeddings is None or (self.embeddings.ndim == 2 and self.embeddings.shape[0] == k),
+                "embeddings must be (K, D)",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -99,12 +104,38 @@ class FaceBatch:
 
     def select(self, rows: torch.Tensor) -> FaceBatch:
         """The faces at `rows` (a (K,) bool mask or an index tensor), same n_frames."""
+        if rows.dtype == torch.bool:  # one data-dependent size to find (a host sync on a GPU), not one per field
+            rows = rows.nonzero().squeeze(1)
+        return self._take(rows)
+
+    def _take(self, rows: torch.Tensor | slice) -> FaceBatch:
+        """Every field indexed by `rows` (an index tensor or a slice), same n_frames."""
 
         def pick(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t[rows]
 
-        return FaceBatch(self.n_frames, self.boxes[rows], self.scores[rows], self.kps[rows],
-                         self.frame_index[rows], pick(self.landmarks), pick(self.embeddings))
+        return FaceBatch(
+            self.n_frames,
+            self.boxes[rows],
+            self.scores[rows],
+            self.kps[rows],
+            self.frame_index[rows],
+            pick(self.landmarks),
+            pick(self.embeddings),
+        )
+
+    def per_frame(self) -> list[FaceBatch]:
+        """The faces of each frame (rows keep their order), one FaceBatch per frame, same n_frames:
+        `[self.in_frame(i) for i in range(n_frames)]` with one host read (the counts), not one per frame."""
+        # the counts and whether the rows are already by frame (detections are), in one read
+        fi = self.frame_index
+        *counts, by_frame = torch.cat([self.counts(), (fi[1:] >= fi[:-1]).all()[None].long()]).tolist()
+        ordered = self if by_frame else self.select(torch.argsort(fi, stable=True))
+        out, start = [], 0
+        for n in counts:
+            out.append(ordered._take(slice(start, start + n)))
+            start += n
+        return out
 
     def in_frame(self, i: int) -> FaceBatch:
         """The faces of frame i (rows keep their order), same n_frames."""
@@ -114,8 +145,15 @@ class FaceBatch:
         def move(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.to(device)
 
-        return FaceBatch(self.n_frames, self.boxes.to(device), self.scores.to(device), self.kps.to(device),
-                         self.frame_index.to(device), move(self.landmarks), move(self.embeddings))
+        return FaceBatch(
+            self.n_frames,
+            self.boxes.to(device),
+            self.scores.to(device),
+            self.kps.to(device),
+            self.frame_index.to(device),
+            move(self.landmarks),
+            move(self.embeddings),
+        )
 
     def face(self, i: int) -> FaceDet:
         """Row i as a host-side `FaceDet` (copies to the host)."""
@@ -132,8 +170,14 @@ class FaceBatch:
         fidx = self.frame_index.cpu().tolist()
         assert boxes is not None and scores is not None and kps is not None
         return [
-            FaceDet(frame_index=int(fidx[i]), box=boxes[i], score=float(scores[i]), kps=kps[i],
-                    landmarks=None if lmk is None else lmk[i], embedding=None if emb is None else emb[i])
+            FaceDet(
+                frame_index=int(fidx[i]),
+                box=boxes[i],
+                score=float(scores[i]),
+                kps=kps[i],
+                landmarks=None if lmk is None else lmk[i],
+                embedding=None if emb is None else emb[i],
+            )
             for i in range(len(self))
         ]
 
@@ -154,7 +198,14 @@ class FaceBatch:
                 return None
             if any(p is None for p in parts):
                 raise ValueError(f"FaceBatch.concat: {name} present in some batches only")
-            return torch.cat(parts)  # type: ignore[arg-type]
+            return torch.cat(parts)
 
-        return FaceBatch(offset, torch.cat([b.boxes for b in batches]), torch.cat([b.scores for b in batches]),
-                         torch.cat([b.kps for b in batches]), torch.cat(fidx), cat("landmarks"), cat("embeddings"))
+        return FaceBatch(
+            offset,
+            torch.cat([b.boxes for b in batches]),
+            torch.cat([b.scores for b in batches]),
+            torch.cat([b.kps for b in batches]),
+            torch.cat(fidx),
+            cat("landmarks"),
+            cat("embeddings"),
+        )

@@ -105,7 +105,7 @@ class AttributeEncoder(nn.Module):
             self.add_module(f"conv{i + 1}", _down(enc[i], enc[i + 1]))
         # decoder inputs: bottleneck, then the previous attribute map
         ins = config.attr_channels()[:6]
-        for i, (cin, cout) in enumerate(zip(ins, config.decoder_channels())):
+        for i, (cin, cout) in enumerate(zip(ins, config.decoder_channels(), strict=False)):
             self.add_module(f"deconv{i + 1}", _Up(cin, cout, kind))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -145,7 +145,7 @@ class AADLayer(nn.Module):
 class AADChain(nn.ModuleList):
     """[AAD, ReLU, conv3x3] repeated; keys `N.conv1...` (AAD) and `N.weight` (conv) as GHOST's."""
 
-    def forward(self, h: torch.Tensor, z_attr: torch.Tensor, z_id: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, h: torch.Tensor, z_attr: torch.Tensor, z_id: torch.Tensor) -> torch.Tensor:
         for k in range(0, len(self), 3):
             h = self[k](h, z_attr, z_id)
             h = self[k + 2](self[k + 1](h))
@@ -156,8 +156,11 @@ def _aad_chain(cin: int, cout: int, attr_channels: int, id_dim: int, n: int) -> 
     mods: list[nn.Module] = []
     for k in range(n):
         out = cout if k == n - 1 else cin
-        mods += [AADLayer(cin, attr_channels, id_dim), nn.ReLU(inplace=True),
-                 nn.Conv2d(cin, out, kernel_size=3, padding=1, bias=False)]
+        mods += [
+            AADLayer(cin, attr_channels, id_dim),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cin, out, kernel_size=3, padding=1, bias=False),
+        ]
     return AADChain(mods)
 
 
@@ -183,8 +186,9 @@ class AADGenerator(nn.Module):
         widths = config.generator_channels()
         self.up1 = nn.ConvTranspose2d(config.id_dim, widths[0], kernel_size=2, stride=1, padding=0)
         for i, c_attr in enumerate(config.attr_channels()):
-            self.add_module(f"AADBlk{i + 1}", AADResBlk(widths[i], widths[i + 1], c_attr,
-                                                        config.id_dim, config.num_blocks))
+            self.add_module(
+                f"AADBlk{i + 1}", AADResBlk(widths[i], widths[i + 1], c_attr, config.id_dim, config.num_blocks)
+            )
 
     def forward(self, attrs: tuple[torch.Tensor, ...], z_id: torch.Tensor) -> torch.Tensor:
         m = self.up1(z_id[:, :, None, None])

@@ -45,6 +45,12 @@ class IBasicBlock(nn.Module):
 class IResNet(nn.Module):
     """Face crops (B, 3, 112, 112), RGB in [-1, 1] -> embeddings (B, 512), not normalised."""
 
+    # the four stages, added with add_module in __init__
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
     def __init__(self, depth: str = "r100", num_features: int = 512, width: int = 64) -> None:
         """`width`: channels of the stem and first stage (64 published; the stages double it).
         Small values build tiny random encoders for CPU training smoke runs."""
@@ -55,7 +61,7 @@ class IResNet(nn.Module):
         self.bn1 = _bn(width)
         self.prelu = nn.PReLU(width)
         cin = width
-        for i, (n, cout) in enumerate(zip(layers, widths)):
+        for i, (n, cout) in enumerate(zip(layers, widths, strict=False)):
             blocks = [IBasicBlock(cin if k == 0 else cout, cout, 2 if k == 0 else 1) for k in range(n)]
             self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
             cin = cout

@@ -6,6 +6,8 @@ Used frozen by the eye loss in training. Keys pinned by
 
 from __future__ import annotations
 
+from typing import Required, TypedDict, Unpack
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,15 +19,21 @@ def coord_channels(batch: int, height: int, width: int, like: torch.Tensor) -> t
     rows = torch.arange(height, device=like.device, dtype=torch.float32) / (height - 1) * 2 - 1
     cols = torch.arange(width, device=like.device, dtype=torch.float32) / (width - 1) * 2 - 1
     rr, cc = torch.meshgrid(rows, cols, indexing="ij")
-    radius = torch.sqrt(rr ** 2 + cc ** 2)
+    radius = torch.sqrt(rr**2 + cc**2)
     radius = radius / radius.max()
     return torch.stack((rr, cc, radius)).to(like.dtype).expand(batch, 3, height, width)
+
+
+class _ConvArgs(TypedDict, total=False):
+    kernel_size: Required[int]
+    stride: int
+    padding: int
 
 
 class CoordConv(nn.Module):
     """Conv over [input, row, col, radius (, boundary-masked row, col)]."""
 
-    def __init__(self, in_channels: int, out_channels: int, with_boundary: bool, **conv: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, with_boundary: bool, **conv: Unpack[_ConvArgs]) -> None:
         super().__init__()
         self.with_boundary = with_boundary
         self.conv = nn.Conv2d(in_channels + 3 + (2 if with_boundary else 0), out_channels, **conv)
@@ -57,8 +65,7 @@ class ConvBlock(nn.Module):
         self.conv3 = nn.Conv2d(cout // 4, cout // 4, 3, padding=1, bias=False)
         self.downsample: nn.Module | None = None
         if cin != cout:
-            self.downsample = nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU(True),
-                                            nn.Conv2d(cin, cout, 1, bias=False))
+            self.downsample = nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU(True), nn.Conv2d(cin, cout, 1, bias=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         o1 = self.conv1(F.relu(self.bn1(x)))
@@ -70,6 +77,8 @@ class ConvBlock(nn.Module):
 
 class HourGlass(nn.Module):
     """A CoordConv 1x1 then a recursive hourglass of `depth` levels (avg-pool down, nearest up)."""
+
+    b2_plus_1: ConvBlock  # added with add_module, as the b{1,2,3}_{level} blocks are
 
     def __init__(self, depth: int, features: int, first: bool) -> None:
         super().__init__()
@@ -99,8 +108,15 @@ class FAN(nn.Module):
     (64 published) sets the widths before the hourglasses (stem, 2 x stem); small `stem` and
     `features` build tiny random networks for CPU training smoke runs."""
 
-    def __init__(self, num_modules: int = 4, num_landmarks: int = 98, end_relu: bool = True,
-                 depth: int = 4, features: int = 256, stem: int = 64) -> None:
+    def __init__(
+        self,
+        num_modules: int = 4,
+        num_landmarks: int = 98,
+        end_relu: bool = True,
+        depth: int = 4,
+        features: int = 256,
+        stem: int = 64,
+    ) -> None:
         super().__init__()
         self.num_modules = num_modules
         self.end_relu = end_relu

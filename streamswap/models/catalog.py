@@ -24,6 +24,7 @@ def size_range(approx_mb: int, min_bytes: int | None, max_bytes: int | None) -> 
     high = max_bytes if max_bytes is not None else approx_mb * MIB * 2
     return low, high
 
+
 GHOST_RELEASES = "https://github.com/sberbank-ai/sber-swap/releases/download"
 INSIGHTFACE_RELEASES = "https://github.com/deepinsight/insightface/releases/download"
 
@@ -88,34 +89,118 @@ PACKS: tuple[Pack, ...] = (
 )
 
 MODELS: tuple[ModelSpec, ...] = (
-    ModelSpec("G_unet_1block", "AEI-Net generator, 1 AAD block per ResBlk", "G_unet_1block.pth",
-              520, GHOST_LICENCE, url=_ghost("sber-swap-v2.0", "G_unet_1block.pth")),
-    ModelSpec("G_unet_2blocks", "AEI-Net generator, 2 AAD blocks (GHOST's main model)",
-              "G_unet_2blocks.pth", 740, GHOST_LICENCE, url=_ghost("sber-swap-v2.0", "G_unet_2blocks.pth")),
-    ModelSpec("G_unet_3blocks", "AEI-Net generator, 3 AAD blocks", "G_unet_3blocks.pth",
-              960, GHOST_LICENCE, url=_ghost("sber-swap-v2.0", "G_unet_3blocks.pth")),
-    ModelSpec("D_unet_1block", "multiscale PatchGAN discriminator (training, 1-block G)",
-              "D_unet_1block.pth", 130, GHOST_LICENCE, url=_ghost("sber-swap-v2.0", "D_unet_1block.pth")),
-    ModelSpec("D_unet_2blocks", "multiscale PatchGAN discriminator (training, 2-block G)",
-              "D_unet_2blocks.pth", 130, GHOST_LICENCE, url=_ghost("sber-swap-v2.0", "D_unet_2blocks.pth")),
-    ModelSpec("D_unet_3blocks", "multiscale PatchGAN discriminator (training, 3-block G)",
-              "D_unet_3blocks.pth", 130, GHOST_LICENCE, url=_ghost("sber-swap-v2.0", "D_unet_3blocks.pth")),
-    ModelSpec("backbone", "ArcFace IResNet-100 identity encoder (GHOST's)", "backbone.pth",
-              250, GHOST_LICENCE, url=_ghost("arcface", "backbone.pth")),
-    ModelSpec("10_net_G", "face super-resolution generator (LIP-SPADE)", "10_net_G.pth",
-              290, SR_LICENCE, url=_ghost("super-res", "10_net_G.pth")),
-    ModelSpec("WFLW_4HG", "AdaptiveWingLoss eye-landmark network (training eye loss)", "WFLW_4HG.pth",
-              95, AWL_LICENCE, url=_ghost("awl_detector", "WFLW_4HG.pth")),
-    ModelSpec("scrfd_10g_bnkps", "SCRFD face detector with 5 keypoints (GHOST's)", "scrfd_10g_bnkps.onnx",
-              17, INSIGHTFACE_LICENCE, url=_ghost("antelope", "scrfd_10g_bnkps.onnx")),
-    ModelSpec("glintr100", "ArcFace R100 ONNX recogniser (antelope)", "glintr100.onnx",
-              250, INSIGHTFACE_LICENCE, url=_ghost("antelope", "glintr100.onnx")),
-    ModelSpec("det_10g", "SCRFD face detector with 5 keypoints (buffalo_l)", "det_10g.onnx",
-              17, INSIGHTFACE_LICENCE, pack="buffalo_l"),
-    ModelSpec("w600k_r50", "ArcFace R50 ONNX recogniser (buffalo_l)", "w600k_r50.onnx",
-              167, INSIGHTFACE_LICENCE, pack="buffalo_l"),
-    ModelSpec("2d106det", "106-point dense face landmarks (adaptive mask)", "2d106det.onnx",
-              5, INSIGHTFACE_LICENCE, pack="buffalo_l"),
+    ModelSpec(
+        "G_unet_1block",
+        "AEI-Net generator, 1 AAD block per ResBlk",
+        "G_unet_1block.pth",
+        520,
+        GHOST_LICENCE,
+        url=_ghost("sber-swap-v2.0", "G_unet_1block.pth"),
+    ),
+    ModelSpec(
+        "G_unet_2blocks",
+        "AEI-Net generator, 2 AAD blocks (GHOST's main model)",
+        "G_unet_2blocks.pth",
+        740,
+        GHOST_LICENCE,
+        url=_ghost("sber-swap-v2.0", "G_unet_2blocks.pth"),
+    ),
+    ModelSpec(
+        "G_unet_3blocks",
+        "AEI-Net generator, 3 AAD blocks",
+        "G_unet_3blocks.pth",
+        960,
+        GHOST_LICENCE,
+        url=_ghost("sber-swap-v2.0", "G_unet_3blocks.pth"),
+    ),
+    ModelSpec(
+        "D_unet_1block",
+        "multiscale PatchGAN discriminator (training, 1-block G)",
+        "D_unet_1block.pth",
+        130,
+        GHOST_LICENCE,
+        url=_ghost("sber-swap-v2.0", "D_unet_1block.pth"),
+    ),
+    ModelSpec(
+        "D_unet_2blocks",
+        "multiscale PatchGAN discriminator (training, 2-block G)",
+        "D_unet_2blocks.pth",
+        130,
+        GHOST_LICENCE,
+        url=_ghost("sber-swap-v2.0", "D_unet_2blocks.pth"),
+    ),
+    ModelSpec(
+        "D_unet_3blocks",
+        "multiscale PatchGAN discriminator (training, 3-block G)",
+        "D_unet_3blocks.pth",
+        130,
+        GHOST_LICENCE,
+        url=_ghost("sber-swap-v2.0", "D_unet_3blocks.pth"),
+    ),
+    ModelSpec(
+        "backbone",
+        "ArcFace IResNet-100 identity encoder (GHOST's)",
+        "backbone.pth",
+        250,
+        GHOST_LICENCE,
+        url=_ghost("arcface", "backbone.pth"),
+    ),
+    ModelSpec(
+        "10_net_G",
+        "face super-resolution generator (LIP-SPADE)",
+        "10_net_G.pth",
+        290,
+        SR_LICENCE,
+        url=_ghost("super-res", "10_net_G.pth"),
+    ),
+    ModelSpec(
+        "WFLW_4HG",
+        "AdaptiveWingLoss eye-landmark network (training eye loss)",
+        "WFLW_4HG.pth",
+        95,
+        AWL_LICENCE,
+        url=_ghost("awl_detector", "WFLW_4HG.pth"),
+    ),
+    ModelSpec(
+        "scrfd_10g_bnkps",
+        "SCRFD face detector with 5 keypoints (GHOST's)",
+        "scrfd_10g_bnkps.onnx",
+        17,
+        INSIGHTFACE_LICENCE,
+        url=_ghost("antelope", "scrfd_10g_bnkps.onnx"),
+    ),
+    ModelSpec(
+        "glintr100",
+        "ArcFace R100 ONNX recogniser (antelope)",
+        "glintr100.onnx",
+        250,
+        INSIGHTFACE_LICENCE,
+        url=_ghost("antelope", "glintr100.onnx"),
+    ),
+    ModelSpec(
+        "det_10g",
+        "SCRFD face detector with 5 keypoints (buffalo_l)",
+        "det_10g.onnx",
+        17,
+        INSIGHTFACE_LICENCE,
+        pack="buffalo_l",
+    ),
+    ModelSpec(
+        "w600k_r50",
+        "ArcFace R50 ONNX recogniser (buffalo_l)",
+        "w600k_r50.onnx",
+        167,
+        INSIGHTFACE_LICENCE,
+        pack="buffalo_l",
+    ),
+    ModelSpec(
+        "2d106det",
+        "106-point dense face landmarks (adaptive mask)",
+        "2d106det.onnx",
+        5,
+        INSIGHTFACE_LICENCE,
+        pack="buffalo_l",
+    ),
 )
 
 
@@ -125,8 +210,13 @@ def ghost_model_names(blocks: int = 2, sr: bool = False, own_generator: bool = F
     generator = {1: "G_unet_1block", 2: "G_unet_2blocks", 3: "G_unet_3blocks"}.get(blocks)
     if generator is None:
         raise InputError(f"--blocks {blocks}: GHOST publishes 1, 2 and 3 blocks")
-    return ("scrfd_10g_bnkps", "2d106det", "backbone", *(() if own_generator else (generator,)),
-            *(("10_net_G",) if sr else ()))
+    return (
+        "scrfd_10g_bnkps",
+        "2d106det",
+        "backbone",
+        *(() if own_generator else (generator,)),
+        *(("10_net_G",) if sr else ()),
+    )
 
 
 def find_model(name: str) -> ModelSpec | None:

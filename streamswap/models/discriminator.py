@@ -20,8 +20,7 @@ def patch_discriminator(input_nc: int = 3, ndf: int = 64, n_layers: int = 5) -> 
     for n in range(1, n_layers + 1):
         prev, nf = nf, min(nf * 2, 512)
         stride = 2 if n < n_layers else 1
-        seq += [nn.Conv2d(prev, nf, kw, stride=stride, padding=pad), nn.InstanceNorm2d(nf),
-                nn.LeakyReLU(0.2, True)]
+        seq += [nn.Conv2d(prev, nf, kw, stride=stride, padding=pad), nn.InstanceNorm2d(nf), nn.LeakyReLU(0.2, True)]
     seq.append(nn.Conv2d(nf, 1, kw, stride=1, padding=pad))
     return nn.Sequential(*seq)
 

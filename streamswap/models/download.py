@@ -55,16 +55,11 @@ class DownloadSettings:
     timeout_s: float = 30.0
 
 
-def _hash_into(hasher: "hashlib._Hash", path: Path) -> "hashlib._Hash":
+def _hash_into(hasher: hashlib._Hash, path: Path) -> hashlib._Hash:
     with open(open_read(path), "rb") as f:
         for block in iter(lambda: f.read(CHUNK), b""):
             hasher.update(block)
     return hasher
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    return _hash_into(hashlib.sha256(), path).hexdigest()
 
 
 class _HttpsOnlyRedirects(urllib.request.HTTPRedirectHandler):
@@ -72,8 +67,9 @@ class _HttpsOnlyRedirects(urllib.request.HTTPRedirectHandler):
 
     max_redirections = MAX_REDIRECTS
 
-    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
-                         headers: Any, newurl: str) -> urllib.request.Request | None:
+    def redirect_request(
+        self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str, headers: Any, newurl: str
+    ) -> urllib.request.Request | None:
         try:
             check_redirect(req.full_url, newurl)
         except Untrusted:
@@ -87,7 +83,7 @@ def _open(url: str, offset: int, timeout: float) -> http.client.HTTPResponse:
     if offset:
         req.add_header("Range", f"bytes={offset}-")
     opener = urllib.request.build_opener(_HttpsOnlyRedirects())  # per call: proxies from the env
-    return opener.open(req, timeout=timeout)  # type: ignore[return-value]  # https/http catalogue URLs
+    return opener.open(req, timeout=timeout)  # an HTTPResponse: the catalogue's URLs are https/http
 
 
 class _Restart(Exception):
@@ -100,12 +96,12 @@ class _Partial:
     announced (None until a response says it)."""
 
     path: Path
-    hasher: "hashlib._Hash"
+    hasher: hashlib._Hash
     size: int = 0
     total: int | None = None
 
     @classmethod
-    def open(cls, path: Path, expect: Expect) -> "_Partial":
+    def open(cls, path: Path, expect: Expect) -> _Partial:
         partial = cls(path, hashlib.sha256())
         if path.is_symlink():  # not ours (we never make links): drop the link, never its target
             log.warning("%s is a symbolic link; removing it and starting again", path)
@@ -133,12 +129,15 @@ class _Partial:
 
 
 def _advice(dest: Path) -> str:
-    return (f"nothing was kept or pinned; check the URL (or STREAMSWAP_MIRROR) and retry, or fetch the "
-            f"file elsewhere into {dest.parent}")
+    return (
+        f"nothing was kept or pinned; check the URL (or STREAMSWAP_MIRROR) and retry, or fetch the "
+        f"file elsewhere into {dest.parent}"
+    )
 
 
-def _announced(resp: http.client.HTTPResponse, url: str, offset: int, partial: _Partial,
-               expect: Expect, dest: Path) -> tuple[int, int | None]:
+def _announced(
+    resp: http.client.HTTPResponse, url: str, offset: int, partial: _Partial, expect: Expect, dest: Path
+) -> tuple[int, int | None]:
     """(offset the body starts at, total size or None) from the response headers; raises
     `_Restart` for a resume the server did not honour, `Untrusted` for an unusable answer."""
     length_header = resp.headers.get("Content-Length")
@@ -161,8 +160,10 @@ def _announced(resp: http.client.HTTPResponse, url: str, offset: int, partial: _
     else:
         raise Untrusted(f"{url} answered HTTP {resp.status}, not the file; {_advice(dest)}")
     if total is None and not getattr(resp, "chunked", False):
-        raise Untrusted(f"{url} sent neither Content-Length nor chunked encoding, so a cut transfer "
-                        f"could not be told from the whole file; {_advice(dest)}")
+        raise Untrusted(
+            f"{url} sent neither Content-Length nor chunked encoding, so a cut transfer "
+            f"could not be told from the whole file; {_advice(dest)}"
+        )
     if total is not None:
         if offset and partial.total is not None and total != partial.total:
             raise _Restart(f"{url} changed size during the download ({partial.total} then {total} bytes)")
@@ -173,8 +174,15 @@ def _announced(resp: http.client.HTTPResponse, url: str, offset: int, partial: _
     return offset, total
 
 
-def _receive(resp: http.client.HTTPResponse, url: str, offset: int, partial: _Partial, expect: Expect,
-             dest: Path, progress: Progress | None) -> bool:
+def _receive(
+    resp: http.client.HTTPResponse,
+    url: str,
+    offset: int,
+    partial: _Partial,
+    expect: Expect,
+    dest: Path,
+    progress: Progress | None,
+) -> bool:
     """Append the response body to the part file; True when the whole announced file is there."""
     offset, total = _announced(resp, url, offset, partial, expect, dest)
     done = offset
@@ -186,8 +194,10 @@ def _receive(resp: http.client.HTTPResponse, url: str, offset: int, partial: _Pa
                     if problem:
                         raise Untrusted(f"{url} did not send {expect.name}: {problem}; {_advice(dest)}")
                 if done + len(block) > expect.max_bytes:  # an endless or oversized body
-                    raise Untrusted(f"{url} sent more than {human(expect.max_bytes)}, the most {expect.name} "
-                                    f"can be; stopped and discarded the partial file; {_advice(dest)}")
+                    raise Untrusted(
+                        f"{url} sent more than {human(expect.max_bytes)}, the most {expect.name} "
+                        f"can be; stopped and discarded the partial file; {_advice(dest)}"
+                    )
                 f.write(block)
                 partial.hasher.update(block)
                 done += len(block)
@@ -203,8 +213,9 @@ def _receive(resp: http.client.HTTPResponse, url: str, offset: int, partial: _Pa
     return total is None or done == total  # None: chunked, whose end the protocol checks
 
 
-def _one_attempt(url: str, partial: _Partial, expect: Expect, dest: Path, settings: DownloadSettings,
-                 progress: Progress | None) -> bool:
+def _one_attempt(
+    url: str, partial: _Partial, expect: Expect, dest: Path, settings: DownloadSettings, progress: Progress | None
+) -> bool:
     """Append to the part file from where it ends (restarting from zero at most once when the
     server's resume is unusable); True when the part holds the whole file."""
     for _ in range(2):
@@ -241,9 +252,15 @@ def _check_whole(partial: _Partial, url: str, expect: Expect, dest: Path) -> Non
         raise Untrusted(f"{url} did not send {expect.name}: {problem}; {_advice(dest)}")
 
 
-def download(url: str, dest: Path, *, expected_sha256: str | None = None, expect: Expect | None = None,
-             settings: DownloadSettings = DownloadSettings(),
-             progress: Progress | None = None) -> str:
+def download(
+    url: str,
+    dest: Path,
+    *,
+    expected_sha256: str | None = None,
+    expect: Expect | None = None,
+    settings: DownloadSettings = DownloadSettings(),
+    progress: Progress | None = None,
+) -> str:
     """Download `url` to `dest` atomically and return its hex SHA-256.
 
     Resumes from `dest.part` if present; retries cut connections with back-off. `expect` (default:
@@ -268,21 +285,23 @@ def download(url: str, dest: Path, *, expected_sha256: str | None = None, expect
                 last_error = ConnectionError(f"connection closed before the end of the file{got}")
             except urllib.error.HTTPError as exc:
                 reason = " ".join(str(exc.reason).split())  # urllib's redirect-loop reason has newlines
-                raise ModelError(f"download of {url} failed: HTTP {exc.code} {reason}; check the URL "
-                                 f"or fetch the file elsewhere into {dest.parent}") from exc
+                raise ModelError(
+                    f"download of {url} failed: HTTP {exc.code} {reason}; check the URL "
+                    f"or fetch the file elsewhere into {dest.parent}"
+                ) from exc
             except ModelError:
                 raise
-            except (urllib.error.URLError, http.client.HTTPException, ConnectionError,
-                    TimeoutError, OSError) as exc:
+            except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, OSError) as exc:
                 last_error = exc
-            log.info("download of %s interrupted (%s); attempt %d/%d", url, last_error, attempt + 1,
-                     settings.attempts)
+            log.info("download of %s interrupted (%s); attempt %d/%d", url, last_error, attempt + 1, settings.attempts)
             if attempt + 1 < settings.attempts:
-                time.sleep(settings.backoff_s * (2 ** attempt))
+                time.sleep(settings.backoff_s * (2**attempt))
         else:
-            reason = getattr(last_error, "reason", last_error)
-            raise ModelError(f"cannot download {url} ({reason}); nothing was pinned and the partial file is "
-                             f"kept for resuming: retry later, or fetch it elsewhere and put it in {dest.parent}")
+            cause = getattr(last_error, "reason", last_error)
+            raise ModelError(
+                f"cannot download {url} ({cause}); nothing was pinned and the partial file is "
+                f"kept for resuming: retry later, or fetch it elsewhere and put it in {dest.parent}"
+            )
         _check_whole(partial, url, expect, dest)
     except Untrusted:
         part.unlink(missing_ok=True)  # bytes from a server that misbehaved are not resumed
@@ -290,8 +309,10 @@ def download(url: str, dest: Path, *, expected_sha256: str | None = None, expect
     digest = partial.hasher.hexdigest()
     if expected_sha256 and digest != expected_sha256.lower():
         part.unlink(missing_ok=True)
-        raise ModelError(f"SHA-256 mismatch for {dest.name} from {url}: got {digest[:16]}…, expected "
-                         f"{expected_sha256[:16]}…; the file was discarded (corrupt or tampered)")
+        raise ModelError(
+            f"SHA-256 mismatch for {dest.name} from {url}: got {digest[:16]}…, expected "
+            f"{expected_sha256[:16]}…; the file was discarded (corrupt or tampered)"
+        )
     try:
         os.replace(part, dest)
     except OSError as exc:

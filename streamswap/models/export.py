@@ -50,9 +50,17 @@ def export_generator_onnx(net: AEINet, path: str | Path, settings: ExportSetting
         # the legacy exporter warns that it is legacy, and that InstanceNorm uses input
         # statistics in eval mode (it does: that is InstanceNorm)
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x, z), str(path), dynamo=False, input_names=["x_t", "z_id"],
-                          output_names=["y"], dynamic_axes=axes, opset_version=s.opset,
-                          do_constant_folding=True)
+        torch.onnx.export(
+            model,
+            (x, z),
+            str(path),
+            dynamo=False,
+            input_names=["x_t", "z_id"],
+            output_names=["y"],
+            dynamic_axes=axes,
+            opset_version=s.opset,
+            do_constant_folding=True,
+        )
     if external:
         _move_weights_outside(path)
     log.info("exported generator (%d MB of weights) to %s", nbytes // 2**20, path)
@@ -68,5 +76,6 @@ def _move_weights_outside(path: Path) -> None:
         raise ModelError(f"{path.name}: the exported graph could not be re-read ({exc})") from exc
     data = path.name + ".data"
     (path.parent / data).unlink(missing_ok=True)
-    onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=data, size_threshold=1024)
+    onnx.save_model(
+        proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=data, size_threshold=1024
+    )

@@ -22,7 +22,7 @@ from streamswap.files import ordinary_mode
 try:
     import fcntl
 except ImportError:  # not POSIX: no flock; fetches are then not serialised between processes
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # the optional-module idiom: keeps fcntl typed where it exists
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +33,14 @@ O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 def disk_error(exc: OSError, path: Path) -> ModelError:
     """The one-line ModelError for an OSError while writing `path`."""
     if exc.errno == errno.ENOSPC:
-        return ModelError(f"disk full while writing {path}; free some space or point "
-                          "STREAMSWAP_HOME at a larger disk")
+        return ModelError(f"disk full while writing {path}; free some space or point STREAMSWAP_HOME at a larger disk")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return ModelError(f"cannot write {path} ({exc.strerror}); make the folder writable or set "
-                          "STREAMSWAP_HOME to a writable folder")
+        return ModelError(
+            f"cannot write {path} ({exc.strerror}); make the folder writable or set "
+            "STREAMSWAP_HOME to a writable folder"
+        )
     if exc.errno == errno.ELOOP:
-        return ModelError(f"{path} is a symbolic link, which the model cache never creates; "
-                          "remove it and retry")
+        return ModelError(f"{path} is a symbolic link, which the model cache never creates; remove it and retry")
     return ModelError(f"cannot write {path}: {exc.strerror or exc}")
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import nn
@@ -88,18 +88,20 @@ def prepare_generator(net: AEINet, settings: InferenceSettings) -> nn.Module:
         n = keep_float32(net, settings.fp32_modules, dtype)
         log.debug("generator in %s, %d modules kept in float32", dtype, n)
     if settings.channels_last:
-        net = net.to(memory_format=torch.channels_last)
+        net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # documented; the stubs omit it
     if device.type == "cuda":
         # process-wide cuDNN switch: autotunes conv algorithms per input shape (fixed batches)
         torch.backends.cudnn.benchmark = settings.cudnn_benchmark
     model: nn.Module = AEINetImage(net)
     if settings.compile:
-        model = torch.compile(model, mode=settings.compile_mode)  # type: ignore[assignment]
+        # a Module in, an OptimizedModule (a Module) out; the stub types the result as a Callable
+        model = cast(nn.Module, torch.compile(model, mode=settings.compile_mode))
     return model
 
 
-def run_generator(model: nn.Module | Callable[..., torch.Tensor], x_t: torch.Tensor,
-                  z_id: torch.Tensor, settings: InferenceSettings) -> torch.Tensor:
+def run_generator(
+    model: nn.Module | Callable[..., torch.Tensor], x_t: torch.Tensor, z_id: torch.Tensor, settings: InferenceSettings
+) -> torch.Tensor:
     """Swap one batch. x_t: (B, 3, 256, 256) RGB in [-1, 1]; z_id: (B, 512) identity embeddings,
     any float dtype/device. Returns (B, 3, 256, 256) float32 in [-1, 1] on the settings' device."""
     device, dtype = torch.device(settings.device), settings.dtype()

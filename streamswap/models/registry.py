@@ -23,13 +23,14 @@ import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 
 from streamswap.errors import ModelError
+from streamswap.files import sha256_of
 from streamswap.models.catalog import MODELS, ModelSpec, Pack, find_model, find_pack
-from streamswap.models.download import DownloadSettings, Progress, download, sha256_file
+from streamswap.models.download import DownloadSettings, Progress, download
 from streamswap.models.files import disk_error, exclusive, temp_beside
 from streamswap.models.trust import HEAD_BYTES, Expect, format_problem
 
@@ -47,8 +48,9 @@ class RegistryConfig:
     download: DownloadSettings = field(default_factory=DownloadSettings)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, *, models_dir: Path | None = None,
-                 offline: bool | None = None) -> "RegistryConfig":
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, models_dir: Path | None = None, offline: bool | None = None
+    ) -> RegistryConfig:
         """Settings from `STREAMSWAP_HOME`, `STREAMSWAP_MODELS_DIR`, `STREAMSWAP_OFFLINE`,
         `STREAMSWAP_MIRROR`, `STREAMSWAP_DOWNLOAD_ATTEMPTS`; explicit arguments (CLI flags) win."""
         env = os.environ if env is None else env
@@ -57,16 +59,21 @@ class RegistryConfig:
         off = offline if offline is not None else env.get("STREAMSWAP_OFFLINE", "") not in ("", "0", "false")
         attempts = env.get("STREAMSWAP_DOWNLOAD_ATTEMPTS", "")
         settings = DownloadSettings(attempts=max(1, int(attempts))) if attempts.isdigit() else DownloadSettings()
-        return cls(home=home, models_dir=mdir.expanduser() if mdir else None, offline=off,
-                   mirror=env.get("STREAMSWAP_MIRROR") or None, download=settings)
+        return cls(
+            home=home,
+            models_dir=mdir.expanduser() if mdir else None,
+            offline=off,
+            mirror=env.get("STREAMSWAP_MIRROR") or None,
+            download=settings,
+        )
 
 
 class Status(str, Enum):
     """What `verify` found for one model."""
 
     MISSING = "missing"
-    VERIFIED = "verified"          # matches the catalogue hash or the pinned hash
-    PINNED_NOW = "pinned now"      # present, no hash known before: pinned on this check
+    VERIFIED = "verified"  # matches the catalogue hash or the pinned hash
+    PINNED_NOW = "pinned now"  # present, no hash known before: pinned on this check
     MISMATCH = "MISMATCH"
 
 
@@ -118,8 +125,9 @@ class Registry:
 
     def url(self, item: ModelSpec | Pack) -> str:
         url = item.url
-        if url is None:  # a pack member
-            url = self._pack(item).url  # type: ignore[arg-type]
+        if url is None:  # a pack member (a Pack always has a url)
+            assert isinstance(item, ModelSpec)
+            url = self._pack(item).url
         if self.config.mirror:
             tail = url.split("/releases/download/", 1)[-1]
             url = self.config.mirror.rstrip("/") + "/" + tail
@@ -138,8 +146,10 @@ class Registry:
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:
-            raise ModelError(f"the lock file {self.lock_path} is unreadable ({exc}); move it away to "
-                             "re-pin every model on its next use") from exc
+            raise ModelError(
+                f"the lock file {self.lock_path} is unreadable ({exc}); move it away to "
+                "re-pin every model on its next use"
+            ) from exc
         return data if isinstance(data, dict) else {}
 
     def _pin(self, filename: str, digest: str, size: int, source: str) -> None:
@@ -150,8 +160,12 @@ class Registry:
         # read-modify-write: two processes pinning different files must not drop each other's entry
         with exclusive(self.lock_path.with_name(LOCK_NAME + ".lock"), LOCK_NAME):
             lock = self.read_lock()
-            lock[filename] = {"sha256": digest, "size": size, "source": source,
-                              "pinned": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
+            lock[filename] = {
+                "sha256": digest,
+                "size": size,
+                "source": source,
+                "pinned": datetime.now(UTC).strftime("%Y-%m-%d"),
+            }
             _atomic_write_text(self.lock_path, json.dumps(lock, indent=2, sort_keys=True) + "\n")
 
     def expected_hash(self, item: ModelSpec | Pack) -> tuple[str | None, str]:
@@ -172,7 +186,7 @@ class Registry:
         if path is None:
             return ModelState(spec, None, Status.MISSING, source, None)
         size = path.stat().st_size
-        digest = sha256_file(path)
+        digest = sha256_of(path)
         if expected is None:
             self._pin(spec.filename, digest, size, str(path))
             _, source = self.expected_hash(spec)
@@ -188,10 +202,12 @@ class Registry:
         spec = self.spec(name)
         path = self.find(spec)
         if path is None:
-            raise ModelError(f"model {spec.name} ({spec.filename}) is not in {self.cache_dir}"
-                             + (f" or {self.config.models_dir}" if self.config.models_dir else "")
-                             + f"; run `streamswap models fetch {spec.name}` or download {self.url(spec)} "
-                             "and pass its folder with --models-dir")
+            raise ModelError(
+                f"model {spec.name} ({spec.filename}) is not in {self.cache_dir}"
+                + (f" or {self.config.models_dir}" if self.config.models_dir else "")
+                + f"; run `streamswap models fetch {spec.name}` or download {self.url(spec)} "
+                "and pass its folder with --models-dir"
+            )
         return path
 
     def require(self, name: str) -> Path:
@@ -201,8 +217,10 @@ class Registry:
             self.fetch(spec.name)
         state = self.state(spec)
         if state.status is Status.MISMATCH:
-            raise ModelError(f"{state.path} does not match its pinned SHA-256 ({state.hash_source}); "
-                             "delete it and run `streamswap models fetch " + spec.name + "`")
+            raise ModelError(
+                f"{state.path} does not match its pinned SHA-256 ({state.hash_source}); "
+                "delete it and run `streamswap models fetch " + spec.name + "`"
+            )
         assert state.path is not None
         return state.path
 
@@ -213,23 +231,32 @@ class Registry:
         existing = self.find(spec)
         if existing is not None and not force:
             return existing
-        item: ModelSpec | Pack = self._pack(spec) if spec.pack else spec
+        pack = self._pack(spec) if spec.pack else None
+        item: ModelSpec | Pack = spec if pack is None else pack
         url = self.url(item)
         if self.config.offline:
-            raise ModelError(f"offline (STREAMSWAP_OFFLINE=1): {item.filename} is not in {self.cache_dir}; "
-                             f"fetch {url} on another machine and pass its folder with --models-dir")
+            raise ModelError(
+                f"offline (STREAMSWAP_OFFLINE=1): {item.filename} is not in {self.cache_dir}; "
+                f"fetch {url} on another machine and pass its folder with --models-dir"
+            )
         self._check_writable()
         with self._fetching(item):
             existing = self.find(spec)  # a concurrent fetcher may have finished while we waited
             if existing is not None and not force:
                 return existing
             expected, _ = self.expected_hash(item)  # re-read: that fetcher may have pinned it
-            if spec.pack:
-                self._fetch_pack(item, url, expected, progress)  # type: ignore[arg-type]
+            if pack is not None:
+                self._fetch_pack(pack, url, expected, progress)
             else:
                 dest = self.cache_path(spec)
-                digest = download(url, dest, expected_sha256=expected, expect=self.expectation(spec),
-                                  settings=self.config.download, progress=progress)
+                digest = download(
+                    url,
+                    dest,
+                    expected_sha256=expected,
+                    expect=self.expectation(spec),
+                    settings=self.config.download,
+                    progress=progress,
+                )
                 if expected is None:
                     self._pin(spec.filename, digest, dest.stat().st_size, url)
         return self.path(spec.name)
@@ -247,14 +274,22 @@ class Registry:
 
     def _fetch_pack(self, pack: Pack, url: str, expected: str | None, progress: Progress | None) -> None:
         archive = self.cache_dir / pack.filename
-        digest = download(url, archive, expected_sha256=expected, expect=self.expectation(pack),
-                          settings=self.config.download, progress=progress)
+        digest = download(
+            url,
+            archive,
+            expected_sha256=expected,
+            expect=self.expectation(pack),
+            settings=self.config.download,
+            progress=progress,
+        )
         size = archive.stat().st_size
         try:
             _extract_flat(archive, self.cache_dir / pack.name)
         except zipfile.BadZipFile as exc:
-            raise ModelError(f"{pack.filename} from {url} is not a valid zip archive; it was removed and "
-                             "not pinned; check the URL (or STREAMSWAP_MIRROR) and retry") from exc
+            raise ModelError(
+                f"{pack.filename} from {url} is not a valid zip archive; it was removed and "
+                "not pinned; check the URL (or STREAMSWAP_MIRROR) and retry"
+            ) from exc
         finally:
             archive.unlink(missing_ok=True)  # the members are what we keep
         members = [(spec, self.cache_path(spec)) for spec in MODELS if spec.pack == pack.name]
@@ -264,13 +299,15 @@ class Registry:
             for _, path in members:
                 path.unlink(missing_ok=True)
             spec, problem = bad[0]
-            raise ModelError(f"{spec.filename} in {pack.filename} from {url} is {problem}; the pack was removed "
-                             "and nothing pinned; check the URL (or STREAMSWAP_MIRROR) and retry")
+            raise ModelError(
+                f"{spec.filename} in {pack.filename} from {url} is {problem}; the pack was removed "
+                "and nothing pinned; check the URL (or STREAMSWAP_MIRROR) and retry"
+            )
         if expected is None:
             self._pin(pack.filename, digest, size, url)
         for spec, path in members:
             if self.expected_hash(spec)[0] is None:
-                self._pin(spec.filename, sha256_file(path), path.stat().st_size, f"{url}!{spec.filename}")
+                self._pin(spec.filename, sha256_of(path), path.stat().st_size, f"{url}!{spec.filename}")
 
     def _check_writable(self) -> None:
         try:
@@ -278,8 +315,10 @@ class Registry:
             with tempfile.NamedTemporaryFile(dir=self.cache_dir, prefix=".write-test-"):
                 pass
         except OSError as exc:
-            raise ModelError(f"the model cache {self.cache_dir} is not writable ({exc.strerror or exc}); "
-                             "set STREAMSWAP_HOME to a writable folder") from exc
+            raise ModelError(
+                f"the model cache {self.cache_dir} is not writable ({exc.strerror or exc}); "
+                "set STREAMSWAP_HOME to a writable folder"
+            ) from exc
 
 
 def _extract_flat(archive: Path, dest: Path) -> None:
@@ -322,4 +361,3 @@ def _atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-

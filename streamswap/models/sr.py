@@ -102,13 +102,19 @@ class LIPEncoder(nn.Module):
 
     def __init__(self, ngf: int, semantic_nc: int, n_down: int, max_ratio: int = 16) -> None:
         super().__init__()
-        mods: list[nn.Module] = [nn.Conv2d(semantic_nc, ngf, 3, padding=1, bias=False),
-                                 nn.InstanceNorm2d(ngf), nn.ReLU()]
+        mods: list[nn.Module] = [
+            nn.Conv2d(semantic_nc, ngf, 3, padding=1, bias=False),
+            nn.InstanceNorm2d(ngf),
+            nn.ReLU(),
+        ]
         ratio = 1
         for i in range(n_down):
             nxt = min(ratio * 2, max_ratio)
-            mods += [SimplifiedLIP(ngf * ratio), nn.Conv2d(ngf * ratio, ngf * nxt, 3, padding=1),
-                     nn.InstanceNorm2d(ngf * nxt)]
+            mods += [
+                SimplifiedLIP(ngf * ratio),
+                nn.Conv2d(ngf * ratio, ngf * nxt, 3, padding=1),
+                nn.InstanceNorm2d(ngf * nxt),
+            ]
             if i < n_down - 1:
                 mods.append(nn.ReLU())
             ratio = nxt
@@ -133,7 +139,9 @@ class SRGenerator(nn.Module):
         self.G_middle_0 = SPADEResnetBlock(16 * nf, 16 * nf, c.semantic_nc)
         self.G_middle_1 = SPADEResnetBlock(16 * nf, 16 * nf, c.semantic_nc)
         widths = (16 * nf, 8 * nf, 4 * nf, 2 * nf, nf)
-        self.ups = nn.ModuleList(SPADEResnetBlock(a, b, c.semantic_nc) for a, b in zip(widths, widths[1:]))
+        self.ups = nn.ModuleList(
+            SPADEResnetBlock(a, b, c.semantic_nc) for a, b in zip(widths, widths[1:], strict=False)
+        )
         self.to_rgbs = nn.ModuleList(nn.Conv2d(w, 3, 3, padding=1) for w in widths[1:])
         self.lip_encoder = LIPEncoder(nf, c.semantic_nc, c.num_up_layers)
 

@@ -44,10 +44,31 @@ def _export(module: nn.Module, shape: tuple[int, ...], path: Path, output_names:
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
-        torch.onnx.export(module, (torch.zeros(shape),), buf, dynamo=False, input_names=["input.1"],
-                          output_names=output_names, opset_version=11, do_constant_folding=True)
+        torch.onnx.export(
+            module,
+            (torch.zeros(shape),),
+            buf,  # type: ignore[arg-type]  # the legacy exporter writes to file objects too
+            dynamo=False,
+            input_names=["input.1"],
+            output_names=output_names,
+            opset_version=11,
+            do_constant_folding=True,
+        )
     path.write_bytes(buf.getvalue())
     return path
+
+
+def _weight_bias(m: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weight and bias of a Conv2d or Linear built with a bias, as every layer here is
+    (items of a ModuleList are typed as plain Modules, and `bias` as optional)."""
+    assert isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None
+    return m.weight, m.bias
+
+
+def _module_list(m: nn.Module) -> nn.ModuleList:
+    """An item of a ModuleList of ModuleLists, typed as what it is."""
+    assert isinstance(m, nn.ModuleList)
+    return m
 
 
 class FakeSCRFD(nn.Module):
@@ -59,7 +80,7 @@ class FakeSCRFD(nn.Module):
         self.colour = nn.Conv2d(3, 4, 1)
         with torch.no_grad():
             self.colour.weight.copy_(torch.tensor([[1.0, 0, -1], [1, 0, 0], [0, 1, 0], [0, 0, 1]]).view(4, 3, 1, 1))
-            self.colour.bias.zero_()
+            _weight_bias(self.colour)[1].zero_()
         self.lateral = nn.ModuleList(nn.Conv2d(4, 4, 1) for _ in range(2))
         self.score = nn.ModuleList(nn.Conv2d(4, ANCHORS, 3, padding=1) for _ in STRIDES)
         self.bbox = nn.ModuleList(nn.Conv2d(4, ANCHORS * 4, 3, padding=1) for _ in STRIDES)
@@ -67,8 +88,9 @@ class FakeSCRFD(nn.Module):
         with torch.no_grad():
             # every tensor distinct: the exporter folds equal initializers into Identity nodes
             for j, lat in enumerate(self.lateral):
-                lat.weight.copy_(torch.eye(4).view(4, 4, 1, 1) * (0.5 + 0.1 * j))
-                lat.bias.fill_(0.01 * (j + 1))
+                weight, bias = _weight_bias(lat)
+                weight.copy_(torch.eye(4).view(4, 4, 1, 1) * (0.5 + 0.1 * j))
+                bias.fill_(0.01 * (j + 1))
             for i in range(len(STRIDES)):
                 # score: a skin-coloured blob at this stride's scale (centre minus surround of the
                 # skin cue) on skin (its 3x3 mean), with a little colour noise
@@ -76,12 +98,15 @@ class FakeSCRFD(nn.Module):
                 sw[:, 0] = SCORE_MEAN[i] / 9 - SCORE_SURROUND[i] / 8
                 sw[:, 0, 1, 1] = SCORE_MEAN[i] / 9 + SCORE_SURROUND[i]
                 sw[:, 1:] = 0.1 * torch.randn(ANCHORS, 3, 3, 3, generator=g)
-                self.score[i].weight.copy_(sw)
-                self.score[i].bias.copy_(torch.tensor([SCORE_BIAS[i], SCORE_BIAS[i] - 0.4]))
-                self.bbox[i].weight.copy_(0.05 * torch.randn(ANCHORS * 4, 4, 3, 3, generator=g))
-                self.bbox[i].bias.copy_(torch.tensor(BOX_DIST * ANCHORS) + 0.01 * i)
-                self.kps[i].weight.copy_(0.03 * torch.randn(ANCHORS * 10, 4, 3, 3, generator=g))
-                self.kps[i].bias.copy_(torch.tensor([v for p in KPS_OFFSETS for v in p] * ANCHORS) + 0.01 * i)
+                score_w, score_b = _weight_bias(self.score[i])
+                bbox_w, bbox_b = _weight_bias(self.bbox[i])
+                kps_w, kps_b = _weight_bias(self.kps[i])
+                score_w.copy_(sw)
+                score_b.copy_(torch.tensor([SCORE_BIAS[i], SCORE_BIAS[i] - 0.4]))
+                bbox_w.copy_(0.05 * torch.randn(ANCHORS * 4, 4, 3, 3, generator=g))
+                bbox_b.copy_(torch.tensor(BOX_DIST * ANCHORS) + 0.01 * i)
+                kps_w.copy_(0.03 * torch.randn(ANCHORS * 10, 4, 3, 3, generator=g))
+                kps_b.copy_(torch.tensor([v for p in KPS_OFFSETS for v in p] * ANCHORS) + 0.01 * i)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         c = F.relu(self.colour(x)) + self.colour(x) * 0.1
@@ -124,15 +149,17 @@ class FakeSCRFDHeavy(nn.Module):
         self.s8, self.s16, self.s32 = block(64, 128), block(128, 256), block(256, 256)
         self.neck = nn.ModuleList(nn.Conv2d(c, 64, 1) for c in (128, 256, 256))
         self.head = nn.ModuleList(nn.Sequential(nn.Conv2d(64, 64, 3, 1, 1), nn.ReLU()) for _ in STRIDES)
-        self.out = nn.ModuleList(nn.ModuleList(nn.Conv2d(64, ANCHORS * c, 3, 1, 1) for c in (1, 4, 10))
-                                 for _ in STRIDES)
+        self.out = nn.ModuleList(
+            nn.ModuleList(nn.Conv2d(64, ANCHORS * c, 3, 1, 1) for c in (1, 4, 10)) for _ in STRIDES
+        )
         with torch.no_grad():
             for m in self.modules():
                 if isinstance(m, nn.Conv2d):
-                    m.weight.copy_(torch.randn(m.weight.shape, generator=g) / math.sqrt(m.weight[0].numel()))
-                    m.bias.copy_(0.01 * torch.randn(m.bias.shape, generator=g))
+                    weight, bias = _weight_bias(m)
+                    weight.copy_(torch.randn(weight.shape, generator=g) / math.sqrt(weight[0].numel()))
+                    bias.copy_(0.01 * torch.randn(bias.shape, generator=g))
             for o in self.out:
-                o[0].bias -= 20.0
+                _weight_bias(_module_list(o)[0])[1].sub_(20.0)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         f8 = self.s8(self.stem(x))
@@ -144,9 +171,10 @@ class FakeSCRFDHeavy(nn.Module):
         scores, boxes, kps = [], [], []
         for i, p in enumerate((p8, p16, p32)):
             h = self.head[i](p)
-            scores.append(torch.sigmoid(self.out[i][0](h)).permute(0, 2, 3, 1).reshape(-1, 1))
-            boxes.append(self.out[i][1](h).permute(0, 2, 3, 1).reshape(-1, 4))
-            kps.append(self.out[i][2](h).permute(0, 2, 3, 1).reshape(-1, 10))
+            out = _module_list(self.out[i])
+            scores.append(torch.sigmoid(out[0](h)).permute(0, 2, 3, 1).reshape(-1, 1))
+            boxes.append(out[1](h).permute(0, 2, 3, 1).reshape(-1, 4))
+            kps.append(out[2](h).permute(0, 2, 3, 1).reshape(-1, 10))
         return (*scores, *boxes, *kps)
 
 
@@ -168,10 +196,11 @@ class FakeLandmark106(nn.Module):
         self.fc = nn.Linear(16 * 4, 212)
         with torch.no_grad():
             for m in (self.conv1, self.conv2):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) / math.sqrt(m.weight[0].numel()))
-                m.bias.zero_()
+                weight, bias = _weight_bias(m)
+                weight.copy_(torch.randn(weight.shape, generator=g) / math.sqrt(weight[0].numel()))
+                bias.zero_()
             self.fc.weight.copy_(0.1 * torch.randn(212, 64, generator=g) / 8)
-            self.fc.bias.copy_(_mean_shape_106().reshape(-1))
+            _weight_bias(self.fc)[1].copy_(_mean_shape_106().reshape(-1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.conv2(F.relu(self.conv1(x))))  # 48x48
@@ -189,9 +218,10 @@ class FakeRecogniser(nn.Module):
         self.fc = nn.Linear(32 * 16, 512)
         with torch.no_grad():
             for m in (self.conv1, self.conv2, self.fc):
-                fan_in = m.weight[0].numel()
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) / math.sqrt(fan_in))
-                m.bias.copy_(0.01 * torch.randn(m.bias.shape, generator=g))
+                weight, bias = _weight_bias(m)
+                fan_in = weight[0].numel()
+                weight.copy_(torch.randn(weight.shape, generator=g) / math.sqrt(fan_in))
+                bias.copy_(0.01 * torch.randn(bias.shape, generator=g))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.conv2(F.relu(self.conv1(x))))  # 28x28

@@ -43,7 +43,7 @@ class Expect:
     kind: str | None = None  # "zip", "pth", "onnx", "safetensors" or None (not checked)
 
     @classmethod
-    def for_file(cls, filename: str, size_range: tuple[int, int] | None = None) -> "Expect":
+    def for_file(cls, filename: str, size_range: tuple[int, int] | None = None) -> Expect:
         low, high = size_range or (0, GLOBAL_MAX_BYTES)
         return cls(filename, low, high, kind_of(filename))
 
@@ -62,7 +62,7 @@ def size_problem(size: int, expect: Expect) -> str | None:
     """Why `size` bytes cannot be `expect`'s file, or None."""
     if expect.min_bytes <= size <= expect.max_bytes:
         return None
-    return (f"{human(size)}, but {expect.name} is {human(expect.min_bytes)} to {human(expect.max_bytes)}")
+    return f"{human(size)}, but {expect.name} is {human(expect.min_bytes)} to {human(expect.max_bytes)}"
 
 
 def _looks_like_text(head: bytes) -> str:
@@ -91,8 +91,12 @@ def format_problem(head: bytes, expect: Expect) -> str | None:
         (header_len,) = struct.unpack("<Q", head[:8])
         if 2 <= header_len <= 100_000_000 and head[8:9] == b"{":
             return None
-    wanted = {"zip": "a zip archive (PK\\x03\\x04)", "pth": "a torch checkpoint (zip or legacy pickle)",
-              "onnx": "an ONNX protobuf", "safetensors": "a safetensors header"}[kind]
+    wanted = {
+        "zip": "a zip archive (PK\\x03\\x04)",
+        "pth": "a torch checkpoint (zip or legacy pickle)",
+        "onnx": "an ONNX protobuf",
+        "safetensors": "a safetensors header",
+    }[kind]
     return f"not {wanted}: {_looks_like_text(head)}"
 
 
@@ -142,5 +146,7 @@ def range_problem(cr: ContentRange | None, offset: int, length: int | None) -> s
 def check_redirect(from_url: str, to_url: str) -> None:
     """Refuse a redirect that leaves https (anything else an http URL may do)."""
     if urlsplit(from_url).scheme.lower() == "https" and urlsplit(to_url).scheme.lower() != "https":
-        raise Untrusted(f"refused the redirect from {from_url} to {to_url}: an https download is only "
-                        "followed to https; check the URL (or STREAMSWAP_MIRROR) or fetch the file by hand")
+        raise Untrusted(
+            f"refused the redirect from {from_url} to {to_url}: an https download is only "
+            "followed to https; check the URL (or STREAMSWAP_MIRROR) or fetch the file by hand"
+        )

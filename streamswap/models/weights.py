@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -27,44 +27,53 @@ _WRAPPERS = ("state_dict", "model", "net")
 _SHOW = 5  # keys listed per kind of mismatch
 
 # Published weight name -> (network kind, constructor settings). Data only.
-MODEL_BUILDS: Mapping[str, tuple[str, Mapping[str, Any]]] = MappingProxyType({
-    "G_unet_1block": ("aei_net", {"num_blocks": 1}),
-    "G_unet_2blocks": ("aei_net", {"num_blocks": 2}),
-    "G_unet_3blocks": ("aei_net", {"num_blocks": 3}),
-    "D_unet_1block": ("discriminator", {}),
-    "D_unet_2blocks": ("discriminator", {}),
-    "D_unet_3blocks": ("discriminator", {}),
-    "backbone": ("iresnet", {"depth": "r100"}),
-    "10_net_G": ("sr", {}),
-    "WFLW_4HG": ("awl_fan", {"num_modules": 4, "num_landmarks": 98, "end_relu": True}),
-})
+MODEL_BUILDS: Mapping[str, tuple[str, Mapping[str, Any]]] = MappingProxyType(
+    {
+        "G_unet_1block": ("aei_net", {"num_blocks": 1}),
+        "G_unet_2blocks": ("aei_net", {"num_blocks": 2}),
+        "G_unet_3blocks": ("aei_net", {"num_blocks": 3}),
+        "D_unet_1block": ("discriminator", {}),
+        "D_unet_2blocks": ("discriminator", {}),
+        "D_unet_3blocks": ("discriminator", {}),
+        "backbone": ("iresnet", {"depth": "r100"}),
+        "10_net_G": ("sr", {}),
+        "WFLW_4HG": ("awl_fan", {"num_modules": 4, "num_landmarks": 98, "end_relu": True}),
+    }
+)
 
 # Network kind -> its inputs (name -> shape without the batch dimension) and what it returns.
-MODEL_INPUTS: Mapping[str, Mapping[str, tuple[int, ...]]] = MappingProxyType({
-    "aei_net": {"x_t": (3, 256, 256), "z_id": (512,)},
-    "discriminator": {"x": (3, 256, 256)},
-    "iresnet": {"x": (3, 112, 112)},
-    "sr": {"x": (3, 256, 256)},
-    "awl_fan": {"x": (3, 256, 256)},
-})
+MODEL_INPUTS: Mapping[str, Mapping[str, tuple[int, ...]]] = MappingProxyType(
+    {
+        "aei_net": {"x_t": (3, 256, 256), "z_id": (512,)},
+        "discriminator": {"x": (3, 256, 256)},
+        "iresnet": {"x": (3, 112, 112)},
+        "sr": {"x": (3, 256, 256)},
+        "awl_fan": {"x": (3, 256, 256)},
+    }
+)
 
 
 def _construct(kind: str, settings: Mapping[str, Any]) -> nn.Module:
     # imports here: building one network should not import the others' modules
     if kind == "aei_net":
         from streamswap.models.aei_net import AEINet, AEINetConfig
+
         return AEINet(AEINetConfig(**settings))
     if kind == "discriminator":
         from streamswap.models.discriminator import MultiscaleDiscriminator
+
         return MultiscaleDiscriminator(**settings)
     if kind == "iresnet":
         from streamswap.models.arcface import IResNet
+
         return IResNet(**settings)
     if kind == "sr":
         from streamswap.models.sr import SRConfig, SRGenerator
+
         return SRGenerator(SRConfig(**settings))
     if kind == "awl_fan":
         from streamswap.models.awl_fan import FAN
+
         return FAN(**settings)
     raise ValueError(f"unknown network kind {kind!r}")
 
@@ -81,8 +90,9 @@ def _plain_name(name: str) -> str:
     return name.removesuffix(".pth").removesuffix(".safetensors")
 
 
-def build_model(name: str, weights: str | Path | None = None, *, device: str | torch.device = "cpu",
-                **overrides: Any) -> nn.Module:
+def build_model(
+    name: str, weights: str | Path | None = None, *, device: str | torch.device = "cpu", **overrides: Any
+) -> nn.Module:
     """Build the network published as `name` (see `MODEL_BUILDS`; ".pth" may be included), on
     CPU in float32, in eval mode. With `weights`, its parameters come from that file (strictly
     checked) and random initialisation is skipped. `overrides` change constructor settings
@@ -143,11 +153,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
+
         try:
             obj: Any = load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
-            raise ModelError(f"{path.name}: not a readable safetensors file ({_first_line(exc)}); "
-                             "re-download it") from exc
+            raise ModelError(
+                f"{path.name}: not a readable safetensors file ({_first_line(exc)}); re-download it"
+            ) from exc
     else:
         obj = _torch_load(path)
     return _unwrap(obj, path)
@@ -168,10 +180,13 @@ def _torch_load(path: Path) -> Any:
         # name what it wanted to run; torch's own advice (weights_only=False) is not for us
         found = re.search(r"Unsupported (global: GLOBAL \S+|operand \d+)", text)
         why = found.group(0) if found else "not a tensors-only pickle"
-        raise ModelError(f"{path.name}: refused to load - it holds pickled code or objects, not only "
-                         f"tensors ({why[:200]}); use the published file or a .safetensors copy") from exc
-    raise ModelError(f"{path.name}: not a readable PyTorch checkpoint ({type(exc).__name__}: "
-                     f"{_first_line(exc)}); re-download it") from exc
+        raise ModelError(
+            f"{path.name}: refused to load - it holds pickled code or objects, not only "
+            f"tensors ({why[:200]}); use the published file or a .safetensors copy"
+        ) from exc
+    raise ModelError(
+        f"{path.name}: not a readable PyTorch checkpoint ({type(exc).__name__}: {_first_line(exc)}); re-download it"
+    ) from exc
 
 
 def _first_line(exc: BaseException) -> str:
@@ -180,8 +195,11 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _is_tensor_dict(obj: Any) -> bool:
-    return isinstance(obj, Mapping) and len(obj) > 0 and all(
-        isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items())
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items())
+    )
 
 
 def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
@@ -194,12 +212,14 @@ def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
         obj = inner
     if not _is_tensor_dict(obj):
         what = f"keys {sorted(map(str, obj))[:_SHOW]}" if isinstance(obj, Mapping) else type(obj).__name__
-        raise ModelError(f"{path.name}: holds no state_dict ({what}); expected tensors by name "
-                         f"or one wrapped in {'/'.join(_WRAPPERS)}")
+        raise ModelError(
+            f"{path.name}: holds no state_dict ({what}); expected tensors by name "
+            f"or one wrapped in {'/'.join(_WRAPPERS)}"
+        )
     out = {}
     for key, value in obj.items():
         while key.startswith("module."):
-            key = key[len("module."):]
+            key = key[len("module.") :]
         out[key] = value
     return out
 
@@ -210,8 +230,11 @@ def check_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], sourc
     own = module.state_dict()
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in own]
-    misshaped = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-                 for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    misshaped = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
     if not (missing or unexpected or misshaped):
         return
     parts = []
@@ -219,11 +242,16 @@ def check_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], sourc
         if keys:
             more = f", +{len(keys) - _SHOW} more" if len(keys) > _SHOW else ""
             parts.append(f"{len(keys)} {label}: {', '.join(keys[:_SHOW])}{more}")
-    raise ModelError(f"{source} does not fit {type(module).__name__} - {'; '.join(parts)}. "
-                     "Is it the right model file for this network?")
+    raise ModelError(
+        f"{source} does not fit {type(module).__name__} - {'; '.join(parts)}. "
+        "Is it the right model file for this network?"
+    )
 
 
-def load_weights(module: nn.Module, path: str | Path) -> nn.Module:
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def load_weights(module: _M, path: str | Path) -> _M:
     """Load a published checkpoint (`.pth` or `.safetensors`) into `module`, strictly.
 
     Works for a module built on the meta device too (its tensors are then taken from the file).

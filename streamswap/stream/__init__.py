@@ -5,5 +5,17 @@ from streamswap.stream.graph import FlowMode, Graph, Interrupted
 from streamswap.stream.metrics import GraphStats, StageStats
 from streamswap.stream.stage import BatchPolicy, Fault, InjectedFault, Sink, Source, Stage, StopPipeline
 
-__all__ = ["BatchPolicy", "Fault", "FlowMode", "Graph", "GraphStats", "InjectedFault", "Interrupted", "Sink",
-           "Source", "Stage", "StageStats", "StopPipeline"]
+__all__ = [
+    "BatchPolicy",
+    "Fault",
+    "FlowMode",
+    "Graph",
+    "GraphStats",
+    "InjectedFault",
+    "Interrupted",
+    "Sink",
+    "Source",
+    "Stage",
+    "StageStats",
+    "StopPipeline",
+]

@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Literal, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 from streamswap.errors import PipelineError, StreamSwapError
 from streamswap.stream.channel import Channel
@@ -40,6 +41,14 @@ log = logging.getLogger(__name__)
 FlowMode = Literal["file", "live"]
 
 
+def _max_depth(channel: Channel) -> Callable[[], int]:
+    """The deepest `channel` has been so far, read when called (what a StageMeter asks)."""
+    return lambda: channel.max_depth
+
+
+_POLL_S = 0.02  # how often a waiting caller looks whether the stages are done
+
+
 class Interrupted(Exception):
     """Marks an abort caused by Ctrl-C or another stop signal (a KeyboardInterrupt cannot be stored
     as a stage error); its text is the reason, e.g. 'stopped by SIGTERM'. The sink's `close(error)`
@@ -56,10 +65,17 @@ class Graph:
     stop_timeout_s: how long to wait for threads to leave after an abort before giving up on them.
     """
 
-    def __init__(self, source: Source, stages: Sequence[Stage], sink: Sink, *,
-                 mode: FlowMode = "file", fault: Fault | None = None,
-                 gpu_memory: Callable[[], tuple[float, float]] | None = None,
-                 stop_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        source: Source,
+        stages: Sequence[Stage],
+        sink: Sink,
+        *,
+        mode: FlowMode = "file",
+        fault: Fault | None = None,
+        gpu_memory: Callable[[], tuple[float, float]] | None = None,
+        stop_timeout_s: float = 5.0,
+    ) -> None:
         if mode not in ("file", "live"):
             raise ValueError(f"unknown flow mode {mode!r}")
         names = [source.name, *(s.name for s in stages), sink.name]
@@ -85,7 +101,9 @@ class Graph:
         # each stage's queue_size bounds its input queue; the first one is where a live source drops
         caps = [*(s.queue_size for s in stages), sink.queue_size]
         producers = [1, *(s.workers for s in stages)]
-        self._channels = [Channel(c, producers=p, stamp=(i == 0)) for i, (c, p) in enumerate(zip(caps, producers))]
+        self._channels = [
+            Channel(c, producers=p, stamp=(i == 0)) for i, (c, p) in enumerate(zip(caps, producers, strict=False))
+        ]
         self._meters: list[StageMeter] = []
         self._runners: list[Any] = []
 
@@ -95,11 +113,11 @@ class Graph:
         self._runners.append(SourceRunner(source, self._channels[0], m, self))
         for i, spec in enumerate(stages):
             ch_in, ch_out = self._channels[i], self._channels[i + 1]
-            m = StageMeter(spec.name, t0, ch_in.capacity, ch_in.__len__, lambda c=ch_in: c.max_depth)
+            m = StageMeter(spec.name, t0, ch_in.capacity, ch_in.__len__, _max_depth(ch_in))
             self._meters.append(m)
             self._runners.append(StageRunner(spec, ch_in, ch_out, m, self))
         ch_last = self._channels[-1]
-        m = StageMeter(sink.name, t0, ch_last.capacity, ch_last.__len__, lambda c=ch_last: c.max_depth)
+        m = StageMeter(sink.name, t0, ch_last.capacity, ch_last.__len__, _max_depth(ch_last))
         self._meters.append(m)
         self._sink_runner = SinkRunner(sink, ch_last, m, self, self._sink_error)
         self._runners.append(self._sink_runner)
@@ -151,8 +169,19 @@ class Graph:
         self._done.set()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait until every stage finished; True if they did within `timeout`."""
-        return self._done.wait(timeout)
+        """Wait until every stage finished; True if they did within `timeout`.
+
+        Polls with `time.sleep` rather than `Event.wait`: a stop signal's handler raises in this
+        thread, and raised inside `Event.wait` (between its condition's release and re-acquire)
+        it leaves that lock released, so the `with` around it fails with "release unlocked lock"
+        and the stop becomes an unexpected RuntimeError. An exception out of `sleep` is clean."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._done.is_set():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            time.sleep(_POLL_S if left is None else min(_POLL_S, left))
+        return True
 
     def stop(self) -> None:
         """Ask the source to stop producing; what is in flight still reaches the sink."""
@@ -162,8 +191,7 @@ class Graph:
         """Abort as Ctrl-C does: stop everything now; the sink still finalises."""
         self.fail(None, None, Interrupted(reason))
 
-    def run(self, progress: Callable[[GraphStats], None] | None = None,
-            interval_s: float = 0.25) -> GraphStats:
+    def run(self, progress: Callable[[GraphStats], None] | None = None, interval_s: float = 0.25) -> GraphStats:
         """Run to the end and return the final stats.
 
         progress: called from this thread with a snapshot every `interval_s`.
@@ -171,7 +199,7 @@ class Graph:
         """
         self.start()
         try:
-            while not self._done.wait(interval_s):
+            while not self.wait(interval_s):
                 if progress:
                     progress(self.stats())
                 if self._t_error is not None:  # aborting: wait for the threads, but not forever
@@ -189,7 +217,7 @@ class Graph:
         return final
 
     def _join_after_abort(self) -> None:
-        if not self._done.wait(self._stop_timeout):
+        if not self.wait(self._stop_timeout):
             stuck = [t.name for t in self._threads() if t.is_alive()]
             log.warning("stages still running %.1f s after the stop: %s", self._stop_timeout, stuck)
 
@@ -204,8 +232,8 @@ class Graph:
         else:
             why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         err = PipelineError(f"stage '{stage}' failed{where}: {why}")
-        err.stage = stage  # type: ignore[attr-defined]
-        err.item = item  # type: ignore[attr-defined]
+        err.stage = stage
+        err.item = item
         err.__cause__ = exc
         return err
 

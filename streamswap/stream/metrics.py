@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from threading import Lock
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -94,9 +95,14 @@ def percentiles(values: list[float] | deque[float], qs: tuple[float, ...] = (50,
 class StageMeter:
     """Thread-safe accumulator for one stage's metrics."""
 
-    def __init__(self, name: str, t_start: float, queue_capacity: int | None = None,
-                 queue_len: Callable[[], int] | None = None,
-                 queue_max: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        t_start: float,
+        queue_capacity: int | None = None,
+        queue_len: Callable[[], int] | None = None,
+        queue_max: Callable[[], int] | None = None,
+    ) -> None:
         self.name = name
         self._t_start = t_start
         self._t_end: float | None = None

@@ -21,8 +21,9 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Protocol
 
 from streamswap.stream.channel import Channel, Envelope, Stopped
 from streamswap.stream.metrics import StageMeter
@@ -196,8 +197,7 @@ class SourceRunner(_Runner):
 class StageRunner(_Runner):
     """Runs `fn` on batches from its input channel in `workers` threads."""
 
-    def __init__(self, spec: Stage, inp: Channel, out: Channel, meter: StageMeter,
-                 control: Control) -> None:
+    def __init__(self, spec: Stage, inp: Channel, out: Channel, meter: StageMeter, control: Control) -> None:
         super().__init__(spec.name, meter, control)
         self.spec, self.inp, self.out = spec, inp, out
         self._alive = spec.workers
@@ -255,8 +255,9 @@ class SinkRunner(_Runner):
     """Writes items in `seq` order (restoring the order after multi-worker stages) and always
     closes the sink, passing it the error that stopped the graph (if any)."""
 
-    def __init__(self, spec: Sink, inp: Channel, meter: StageMeter, control: Control,
-                 error: Callable[[], BaseException | None]) -> None:
+    def __init__(
+        self, spec: Sink, inp: Channel, meter: StageMeter, control: Control, error: Callable[[], BaseException | None]
+    ) -> None:
         super().__init__(spec.name, meter, control)
         self.spec, self.inp = spec, inp
         self._error = error

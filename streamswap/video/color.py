@@ -21,15 +21,20 @@ _KRKB = {
 def _rgb_from_yuv_matrix(matrix: str | None, device: torch.device) -> torch.Tensor:
     kr, kb = _KRKB.get(matrix, _KRKB[None])
     kg = 1.0 - kr - kb
-    return torch.tensor([
-        [1.0, 0.0, 2 * (1 - kr)],
-        [1.0, -2 * (1 - kb) * kb / kg, -2 * (1 - kr) * kr / kg],
-        [1.0, 2 * (1 - kb), 0.0],
-    ], dtype=torch.float32, device=device)
+    return torch.tensor(
+        [
+            [1.0, 0.0, 2 * (1 - kr)],
+            [1.0, -2 * (1 - kb) * kb / kg, -2 * (1 - kr) * kr / kg],
+            [1.0, 2 * (1 - kb), 0.0],
+        ],
+        dtype=torch.float32,
+        device=device,
+    )
 
 
-def nv12_to_rgb(nv12: torch.Tensor, height: int, width: int, *, matrix: str | None = None,
-                full_range: bool = False) -> torch.Tensor:
+def nv12_to_rgb(
+    nv12: torch.Tensor, height: int, width: int, *, matrix: str | None = None, full_range: bool = False
+) -> torch.Tensor:
     """NV12 -> RGB.
 
     nv12: (H * 3 // 2, W) uint8 (Y plane, then interleaved U/V at half resolution), any device;
@@ -37,7 +42,7 @@ def nv12_to_rgb(nv12: torch.Tensor, height: int, width: int, *, matrix: str | No
     Returns (H, W, 3) uint8 RGB on the same device. Chroma is upsampled bilinearly.
     """
     y = nv12[:height, :width].float()
-    uv = nv12[height:height + height // 2, :width].reshape(height // 2, width // 2, 2).float()
+    uv = nv12[height : height + height // 2, :width].reshape(height // 2, width // 2, 2).float()
     uv = uv.permute(2, 0, 1).unsqueeze(0)  # (1, 2, H/2, W/2)
     uv = F.interpolate(uv, size=(height, width), mode="bilinear", align_corners=False)[0]
     if full_range:

@@ -52,9 +52,24 @@ CANDIDATES = (
 WORKING_SUFFIXES = ".mp4, .mkv, .mov or .webm"
 
 
+def add_video_stream(
+    out: av.container.OutputContainer, codec: str, rate: Fraction | int | None = None
+) -> av.video.stream.VideoStream:
+    """`out.add_stream(codec, rate=rate)` for a video encoder named at run time (PyAV types that
+    as any kind of stream; the codecs here are all video encoders)."""
+    s = out.add_stream(codec, rate=rate)
+    if not isinstance(s, av.video.stream.VideoStream):
+        raise ValueError(f"{codec} is not a video encoder")
+    return s
+
+
 def _trial_options(codec: str) -> dict[str, str]:
-    return {"libx264": {"preset": "ultrafast"}, "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8"},
-            "libsvtav1": {"preset": "12"}, "libaom-av1": {"cpu-used": "8", "usage": "realtime"}}.get(codec, {})
+    return {
+        "libx264": {"preset": "ultrafast"},
+        "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8"},
+        "libsvtav1": {"preset": "12"},
+        "libaom-av1": {"cpu-used": "8", "usage": "realtime"},
+    }.get(codec, {})
 
 
 def quiet_svt() -> None:
@@ -77,7 +92,7 @@ def accepts(suffix: str, codec: str) -> bool:
         except (av.error.FFmpegError, ValueError, OSError):
             return False
         try:
-            s = out.add_stream(codec, rate=25)
+            s = add_video_stream(out, codec, rate=25)
             s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
             s.time_base = s.codec_context.time_base = Fraction(1, 25)
             s.codec_context.options = _trial_options(codec)
@@ -108,8 +123,10 @@ def video_encoder_for(path: str | os.PathLike[str]) -> VideoEncoder:
         if accepts(suffix, enc.codec):
             return enc
     tried = ", ".join(dict.fromkeys(e.label for e in CANDIDATES if e.codec in av.codecs_available))
-    raise InputError(f"output {p}: a {suffix} file takes none of the video encoders here ({tried}); "
-                     f"use a video suffix such as {WORKING_SUFFIXES}")
+    raise InputError(
+        f"output {p}: a {suffix} file takes none of the video encoders here ({tried}); "
+        f"use a video suffix such as {WORKING_SUFFIXES}"
+    )
 
 
 def choose_file_encoder(path: str | os.PathLike[str], choice: BackendChoice) -> tuple[VideoEncoder, BackendChoice]:
@@ -136,15 +153,23 @@ def encoder_options(codec: str, crf: int, preset: str, max_lookahead: int | None
     q = str(round(crf * 63 / 51))
     if codec == "libvpx-vp9":
         # realtime for the fast presets (what a live or CPU swap job can keep up with), else good
-        opts = {"crf": q, "b:v": "0", "row-mt": "1",
-                "deadline": "realtime" if rank <= 3 else "good",
-                "cpu-used": str((8, 8, 7, 6, 5, 4, 3, 2, 1, 0)[rank])}
+        opts = {
+            "crf": q,
+            "b:v": "0",
+            "row-mt": "1",
+            "deadline": "realtime" if rank <= 3 else "good",
+            "cpu-used": str((8, 8, 7, 6, 5, 4, 3, 2, 1, 0)[rank]),
+        }
         if max_lookahead is not None:
             opts["lag-in-frames"] = str(max(0, min(25, max_lookahead)))
         return opts
     if codec == "libsvtav1":
         return {"crf": q, "preset": str((12, 11, 10, 9, 8, 7, 6, 4, 2, 1)[rank])}
     if codec == "libaom-av1":
-        return {"crf": q, "b:v": "0", "cpu-used": str((8, 8, 7, 6, 5, 4, 3, 2, 1, 0)[rank]),
-                **({"usage": "realtime"} if rank <= 3 else {})}
+        return {
+            "crf": q,
+            "b:v": "0",
+            "cpu-used": str((8, 8, 7, 6, 5, 4, 3, 2, 1, 0)[rank]),
+            **({"usage": "realtime"} if rank <= 3 else {}),
+        }
     return {}

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -26,8 +27,18 @@ NVDEC_CODECS = frozenset({"h264", "hevc", "vp9", "av1", "mpeg2video", "mpeg4", "
 NO_NVENC_GPUS = ("A100", "H100", "H200", "H20", "A30", "B200")
 
 # x264 preset names -> NVENC presets P1 (fastest) .. P7 (best)
-NVENC_PRESETS = {"ultrafast": "P1", "superfast": "P2", "veryfast": "P3", "faster": "P3", "fast": "P4",
-                 "medium": "P4", "slow": "P5", "slower": "P6", "veryslow": "P7", "placebo": "P7"}
+NVENC_PRESETS = {
+    "ultrafast": "P1",
+    "superfast": "P2",
+    "veryfast": "P3",
+    "faster": "P3",
+    "fast": "P4",
+    "medium": "P4",
+    "slow": "P5",
+    "slower": "P6",
+    "veryslow": "P7",
+    "placebo": "P7",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +99,14 @@ def probe_gpu(device: torch.device | str | None = None) -> GpuProbe:
     return GpuProbe(True, name, nvc is not None, why, ok, enc_why)
 
 
+NOT_PROBED = GpuProbe(False, None, False, "not probed", False, "not probed")
+
+
+def gpu_for(device: torch.device) -> GpuProbe:
+    """`probe_gpu` for a CUDA device; `NOT_PROBED` for any other (a CPU job asks nothing of a GPU)."""
+    return probe_gpu(device) if device.type == "cuda" else NOT_PROBED
+
+
 def choose_decoder(requested: str, *, kind: str, codec: str, device: torch.device, gpu: GpuProbe) -> BackendChoice:
     """Pick "nvdec" or "pyav" for an input.
 
@@ -112,8 +131,12 @@ def choose_decoder(requested: str, *, kind: str, codec: str, device: torch.devic
     elif codec == "av1" and gpu.gpu_name and any(t in gpu.gpu_name for t in NO_NVENC_GPUS):
         why_not = f"{gpu.gpu_name} NVDEC has no AV1"
     if why_not is None:
-        return BackendChoice("nvdec", "forced by --decoder nvdec" if requested == "nvdec"
-                             else f"CUDA device {gpu.gpu_name} with NVDEC for {codec}")
+        return BackendChoice(
+            "nvdec",
+            "forced by --decoder nvdec"
+            if requested == "nvdec"
+            else f"CUDA device {gpu.gpu_name} with NVDEC for {codec}",
+        )
     if requested == "nvdec":
         raise InputError(f"--decoder nvdec is not possible: {why_not}; use --decoder pyav")
     return BackendChoice("pyav", f"PyAV (FFmpeg) on the CPU: {why_not}")
@@ -133,14 +156,16 @@ def choose_encoder(requested: str, *, device: torch.device, gpu: GpuProbe) -> Ba
     elif not gpu.nvenc:
         why_not = gpu.nvenc_why
     if why_not is None:
-        return BackendChoice("nvenc", "forced by --encoder nvenc" if requested == "nvenc"
-                             else f"NVENC on {gpu.gpu_name}")
+        return BackendChoice(
+            "nvenc", "forced by --encoder nvenc" if requested == "nvenc" else f"NVENC on {gpu.gpu_name}"
+        )
     if requested == "nvenc":
         raise InputError(f"--encoder nvenc is not possible: {why_not}; use --encoder x264")
     return BackendChoice("x264", f"CPU libx264: {why_not}")
 
 
 # --- NVDEC ---------------------------------------------------------------------------------------
+
 
 class NvDecoder:
     """Decode a local file with NVDEC into NV12 tensors, in display order.
@@ -157,8 +182,9 @@ class NvDecoder:
         self._device = device
         gpu_id = (device.index or 0) if device.type == "cuda" else 0
         self._demuxer = nvc.CreateDemuxer(filename=path)
-        self._decoder = nvc.CreateDecoder(gpuid=gpu_id, codec=self._demuxer.GetNvCodecId(),
-                                          cudacontext=0, cudastream=0, usedevicememory=True)
+        self._decoder = nvc.CreateDecoder(
+            gpuid=gpu_id, codec=self._demuxer.GetNvCodecId(), cudacontext=0, cudastream=0, usedevicememory=True
+        )
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int | None]]:
         cuda = self._device.type == "cuda"
@@ -173,6 +199,7 @@ class NvDecoder:
 
 # --- NVENC ---------------------------------------------------------------------------------------
 
+
 class NvEncoder:
     """Encode NV12 CUDA frames to an H.264 Annex B byte stream with NVENC (no B-frames, so
     access units come out in input order; the sink splits and timestamps them).
@@ -180,16 +207,35 @@ class NvEncoder:
     `encode(nv12)` and `flush()` return the bytes produced so far (possibly empty).
     """
 
-    def __init__(self, width: int, height: int, *, fps: float, crf: int, preset: str,
-                 gop: int = 250, nvc: ModuleType | None = None) -> None:
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        *,
+        fps: float,
+        crf: int,
+        preset: str,
+        gop: int = 250,
+        nvc: ModuleType | None = None,
+    ) -> None:
         if nvc is None:
             nvc, why = import_nvcodec()
             if nvc is None:
                 raise InputError(why)
-        self._enc = nvc.CreateEncoder(width, height, "NV12", False, codec="h264",
-                                      preset=NVENC_PRESETS.get(preset, "P4"), tuning_info="high_quality",
-                                      rc="constqp", constqp=str(crf), fps=str(max(1, int(round(fps)))),
-                                      gop=str(gop), bf="0")
+        self._enc = nvc.CreateEncoder(
+            width,
+            height,
+            "NV12",
+            False,
+            codec="h264",
+            preset=NVENC_PRESETS.get(preset, "P4"),
+            tuning_info="high_quality",
+            rc="constqp",
+            constqp=str(crf),
+            fps=str(max(1, int(round(fps)))),
+            gop=str(gop),
+            bf="0",
+        )
 
     @staticmethod
     def _bytes(chunks: Any) -> bytes:

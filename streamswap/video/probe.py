@@ -8,12 +8,15 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypedDict, Unpack
 
 import av
 
 from streamswap.errors import InputError
 from streamswap.limits import check_video_size
+
+if TYPE_CHECKING:
+    from av.codec.hwaccel import HWAccel
 
 InputKind = Literal["file", "image", "webcam", "network"]
 
@@ -88,10 +91,36 @@ def check_file(path: str | os.PathLike[str]) -> Path:
     return p
 
 
-def open_container(path: str | os.PathLike[str], **kwargs: object) -> av.container.InputContainer:
+def check_input(spec: str) -> None:
+    """Cheap checks of a local input with PyAV only, before any model or torch loads: a file or
+    image exists, is not empty and is readable; a video file has a video stream FFmpeg can
+    decode, of a frame size within the limits. InputError (one line) otherwise; live inputs
+    (webcams, URLs) are left to the source, which retries them."""
+    kind = classify(spec)
+    if kind in ("file", "image"):
+        check_file(spec)
+    if kind == "file":
+        with open_container(spec) as container:
+            video_stream(container, spec)
+
+
+class OpenOptions(TypedDict, total=False):
+    """What `av.open` takes besides the file and mode."""
+
+    format: str
+    options: dict[str, str]
+    container_options: dict[str, str]
+    stream_options: list[str]
+    metadata_encoding: str
+    metadata_errors: str
+    buffer_size: int
+    hwaccel: HWAccel
+
+
+def open_container(path: str | os.PathLike[str], **kwargs: Unpack[OpenOptions]) -> av.container.InputContainer:
     """av.open for reading, with FFmpeg's complaints turned into one-line InputErrors."""
     try:
-        return av.open(str(path), **kwargs)  # type: ignore[return-value]
+        return av.open(str(path), **kwargs)
     except av.error.FFmpegError as exc:
         why = getattr(exc, "strerror", None) or str(exc)
         hint = " (truncated, or not a video)" if "moov" in why or "Invalid data" in why else ""
@@ -106,8 +135,13 @@ def rotation_of(stream: av.video.stream.VideoStream, first_frame: av.VideoFrame 
     return int(round(deg / 90.0)) % 4 * 90
 
 
-def video_info(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-               first_frame: av.VideoFrame | None, *, live: bool = False) -> VideoInfo:
+def video_info(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    first_frame: av.VideoFrame | None,
+    *,
+    live: bool = False,
+) -> VideoInfo:
     """VideoInfo for `stream` of an open container (first_frame: for rotation and colour tags)."""
     cc = stream.codec_context
     rotation = rotation_of(stream, first_frame)
@@ -127,24 +161,33 @@ def video_info(container: av.container.InputContainer, stream: av.video.stream.V
     cs_num = int(first_frame.colorspace) if first_frame is not None else int(cc.colorspace or 2)
     rng = int(first_frame.color_range) if first_frame is not None else int(cc.color_range or 0)
     return VideoInfo(
-        width=int(w), height=int(h), fps=Fraction(fps) if fps else None, time_base=Fraction(tb),
-        frames=None if live else frames, duration_s=None if live else duration,
-        codec=cc.name, rotation=rotation, colorspace=_COLORSPACES.get(cs_num),
-        full_range=rng == 2, has_audio=bool(container.streams.audio), live=live,
+        width=int(w),
+        height=int(h),
+        fps=Fraction(fps) if fps else None,
+        time_base=Fraction(tb),
+        frames=None if live else frames,
+        duration_s=None if live else duration,
+        codec=cc.name,
+        rotation=rotation,
+        colorspace=_COLORSPACES.get(cs_num),
+        full_range=rng == 2,
+        has_audio=bool(container.streams.audio),
+        live=live,
     )
 
 
 def video_stream(container: av.container.InputContainer, name: str) -> av.video.stream.VideoStream:
     """The first video stream, or InputError if there is none or FFmpeg cannot decode it."""
     if not container.streams.video:
-        kinds = sorted({s.type for s in container.streams}) or ["nothing"]
+        kinds: list[str] = sorted({s.type for s in container.streams}) or ["nothing"]
         raise InputError(f"{name} has no video stream (it holds {', '.join(kinds)})")
     stream = container.streams.video[0]
     codec = stream.codec_context.name if stream.codec_context else "none"
     if codec in ("none", "") or stream.codec_context is None:
         tag = getattr(stream.codec_context, "codec_tag", "") if stream.codec_context else ""
-        raise InputError(f"{name}: video codec {tag or 'unknown'!s} is not supported "
-                         "(re-encode it to H.264, e.g. with ffmpeg)")
+        raise InputError(
+            f"{name}: video codec {tag or 'unknown'!s} is not supported (re-encode it to H.264, e.g. with ffmpeg)"
+        )
     # the frame size the header states, before a frame is decoded (a few bytes can claim 100 MP frames)
     check_video_size(int(stream.codec_context.width or 0), int(stream.codec_context.height or 0), name)
     return stream
@@ -166,7 +209,8 @@ def check_output_path(inp: str, out: str, overwrite: bool) -> None:
 
     if classify(out) == "image":
         if classify(inp) != "image":
-            raise InputError(f"output {out} is an image file but the input is a video; use a video suffix "
-                             f"({WORKING_SUFFIXES})")
+            raise InputError(
+                f"output {out} is an image file but the input is a video; use a video suffix ({WORKING_SUFFIXES})"
+            )
     else:
         video_encoder_for(out)  # e.g. .gif: refused now, not in the encode stage

@@ -24,10 +24,11 @@ import os
 import socket
 import sys
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlparse
 
 import av
@@ -40,17 +41,37 @@ from streamswap.redact import redact_url
 from streamswap.stream.graph import Interrupted
 from streamswap.stream.stage import StopPipeline
 from streamswap.video.color import rgb_to_nv12
-from streamswap.video.containers import choose_file_encoder, encoder_options, quiet_svt
+from streamswap.video.containers import add_video_stream, choose_file_encoder, encoder_options, quiet_svt
 from streamswap.video.nv import BackendChoice, NvEncoder
 from streamswap.video.probe import VideoInfo
 
 log = logging.getLogger(__name__)
 
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
-                "veryslow", "placebo")
+X264_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+)
 # x264's rc-lookahead per preset (frames), from x264's preset table
-X264_LOOKAHEAD = {"ultrafast": 0, "superfast": 0, "veryfast": 10, "faster": 20, "fast": 30, "medium": 40,
-                  "slow": 50, "slower": 60, "veryslow": 60, "placebo": 60}
+X264_LOOKAHEAD = {
+    "ultrafast": 0,
+    "superfast": 0,
+    "veryfast": 10,
+    "faster": 20,
+    "fast": 30,
+    "medium": 40,
+    "slow": 50,
+    "slower": 60,
+    "veryslow": 60,
+    "placebo": 60,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +114,16 @@ class _X264Writer:
     """libx264 (or `codec`, another CPU encoder such as libvpx-vp9 for containers that do not hold
     H.264; see `video.containers`) through PyAV: RGB frames in, packets of the output stream out."""
 
-    def __init__(self, out: av.container.OutputContainer, width: int, height: int, info: VideoInfo,
-                 settings: EncodeSettings, codec: str = "libx264") -> None:
-        s = out.add_stream(codec, rate=_fps_hint(info))
+    def __init__(
+        self,
+        out: av.container.OutputContainer,
+        width: int,
+        height: int,
+        info: VideoInfo,
+        settings: EncodeSettings,
+        codec: str = "libx264",
+    ) -> None:
+        s = add_video_stream(out, codec, rate=_fps_hint(info))
         s.width, s.height, s.pix_fmt = width, height, "yuv420p"
         s.time_base = info.time_base
         cc = s.codec_context
@@ -134,10 +162,12 @@ class _AnnexBWriter:
     by FFmpeg's parser, timestamped in input order (the encoder runs without B-frames) and muxed
     into a stream without a codec context."""
 
-    def __init__(self, out: av.container.OutputContainer, width: int, height: int, info: VideoInfo,
-                 encoder: Any) -> None:
-        self.stream = out.add_mux_stream("h264", rate=_fps_hint(info), width=width, height=height,
-                                         time_base=info.time_base)
+    def __init__(
+        self, out: av.container.OutputContainer, width: int, height: int, info: VideoInfo, encoder: Any
+    ) -> None:
+        self.stream = out.add_mux_stream(
+            "h264", rate=_fps_hint(info), width=width, height=height, time_base=info.time_base
+        )
         self._encoder = encoder
         self._parser = av.CodecContext.create("h264", "r")
         self._pts: deque[int] = deque()
@@ -180,8 +210,7 @@ class _StreamCopier:
                 continue
             name = s.codec_context.name if s.codec_context else "unknown"
             if name not in supported:
-                self.notes.append(f"{s.type} stream #{s.index} ({name}) cannot go into "
-                                  f"{out.format.name}: not copied")
+                self.notes.append(f"{s.type} stream #{s.index} ({name}) cannot go into {out.format.name}: not copied")
                 continue
             self._map[s.index] = out.add_stream_from_template(s)
             wanted.append(s)
@@ -242,10 +271,20 @@ class SinkReport:
 class FileSink:
     """Encodes frames into a video file; see the module docstring for the guarantees."""
 
-    def __init__(self, path: str | os.PathLike[str], info: VideoInfo, settings: EncodeSettings,
-                 choice: BackendChoice, *, audio_from: str | None = None, overwrite: bool = False,
-                 nvenc_factory: Callable[..., Any] | None = None, metadata: dict[str, str] | None = None,
-                 audio_range: tuple[float, float | None] = (0.0, None), recording: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        info: VideoInfo,
+        settings: EncodeSettings,
+        choice: BackendChoice,
+        *,
+        audio_from: str | None = None,
+        overwrite: bool = False,
+        nvenc_factory: Callable[..., Any] | None = None,
+        metadata: dict[str, str] | None = None,
+        audio_range: tuple[float, float | None] = (0.0, None),
+        recording: bool = False,
+    ) -> None:
         """recording: a live recording, complete whenever it is stopped (not failed)."""
         self.path = Path(path)
         self.recording = recording
@@ -281,8 +320,14 @@ class FileSink:
             self.report.notes.append(f"odd frame size {w}x{h} padded to {W}x{H} (yuv420p needs even sizes)")
         if self.choice.backend == "nvenc":
             try:
-                enc = self._nvenc_factory(W, H, fps=float(_fps_hint(self.info)), crf=self.settings.crf,
-                                          preset=self.settings.preset, gop=self.settings.gop or 250)
+                enc = self._nvenc_factory(
+                    W,
+                    H,
+                    fps=float(_fps_hint(self.info)),
+                    crf=self.settings.crf,
+                    preset=self.settings.preset,
+                    gop=self.settings.gop or 250,
+                )
             except Exception as exc:  # noqa: BLE001 - the probe said yes, the driver said no: still encode
                 why = f"NVENC failed to start ({type(exc).__name__}: {exc}); used CPU libx264 instead"
                 log.warning(why)
@@ -302,10 +347,11 @@ class FileSink:
         """Encode one frame: (H, W, 3) uint8 RGB on any device, pts in its time base."""
         if self._writer is None:
             self._open_streams(frame)
-        assert self._writer is not None
+        assert self._writer is not None and self._size is not None  # both set by _open_streams
         if (frame.height, frame.width) != self._size:
-            raise RuntimeError(f"frame size changed from {self._size[1]}x{self._size[0]} "  # type: ignore[index]
-                               f"to {frame.width}x{frame.height} mid-stream")
+            raise RuntimeError(
+                f"frame size changed from {self._size[1]}x{self._size[0]} to {frame.width}x{frame.height} mid-stream"
+            )
         t = frame.time
         if self._copier:
             self._copier.pump(t)
@@ -350,25 +396,6 @@ class FileSink:
                     self.report.notes.append("no frame was written: no output file")
 
 
-class SpanWriter:
-    """A file sink that writes only the frames with emit_from <= pts < emit_to (emit_to None: no
-    end): a chunk of a distributed job processes warm-up and look-ahead frames it does not write.
-    `written` counts the frames written; `close` finalises the wrapped sink."""
-
-    def __init__(self, sink: FileSink, emit_from: int, emit_to: int | None) -> None:
-        self.sink, self.emit_from, self.emit_to = sink, emit_from, emit_to
-        self.report = sink.report
-        self.written = 0
-
-    def write(self, frame: Frame) -> None:
-        if frame.pts >= self.emit_from and (self.emit_to is None or frame.pts < self.emit_to):
-            self.sink.write(frame)
-            self.written += 1
-
-    def close(self, error: BaseException | None = None) -> None:
-        self.sink.close(error)
-
-
 class NetworkSink:
     """Streams H.264 (libx264, zero-latency tuning) to an RTSP server (rtsp://) or an RTMP server
     (rtmp://, FLV).
@@ -378,8 +405,15 @@ class NetworkSink:
     tried first, and an unreachable server is an InputError before FFmpeg is involved.
     """
 
-    def __init__(self, url: str, info: VideoInfo, settings: EncodeSettings, *, transport: str = "udp",
-                 connect_timeout_s: float = 3.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        info: VideoInfo,
+        settings: EncodeSettings,
+        *,
+        transport: str = "udp",
+        connect_timeout_s: float = 3.0,
+    ) -> None:
         u = urlparse(url)
         scheme = u.scheme.lower()
         if scheme not in ("rtsp", "rtmp"):
@@ -390,8 +424,10 @@ class NetworkSink:
         try:
             socket.create_connection((u.hostname, port), timeout=connect_timeout_s).close()
         except OSError as exc:
-            raise InputError(f"cannot reach the {scheme.upper()} server at {u.hostname}:{port} "
-                             f"({exc.strerror or exc}); start it or fix the URL") from None
+            raise InputError(
+                f"cannot reach the {scheme.upper()} server at {u.hostname}:{port} "
+                f"({exc.strerror or exc}); start it or fix the URL"
+            ) from None
         opts = {"rtsp_transport": transport} if scheme == "rtsp" else {}
         fmt = "rtsp" if scheme == "rtsp" else "flv"
         try:
@@ -403,6 +439,7 @@ class NetworkSink:
         self._pts0: int | None = None
         self._last = -1
         self.report = SinkReport(redact_url(url), "x264")  # what is shown: no credentials
+        self.choice = BackendChoice("x264", "network output: libx264 tuned for zero latency")
 
     def _open_stream(self, frame: Frame) -> None:
         fps = _fps_hint(self.info)
@@ -412,8 +449,13 @@ class NetworkSink:
         s.time_base = frame.time_base
         s.codec_context.time_base = frame.time_base
         gop = self.settings.gop or max(1, int(round(float(fps))))
-        s.codec_context.options = {"preset": self.settings.preset, "tune": "zerolatency",
-                                   "crf": str(self.settings.crf), "g": str(gop), "bf": "0"}
+        s.codec_context.options = {
+            "preset": self.settings.preset,
+            "tune": "zerolatency",
+            "crf": str(self.settings.crf),
+            "g": str(gop),
+            "bf": "0",
+        }
         self._stream = s
 
     def write(self, frame: Frame) -> None:
@@ -440,8 +482,9 @@ class NetworkSink:
             self._out.close()
 
 
-def display_problem(env: dict[str, str] | None = None, build_info: str | None = None,
-                    platform: str | None = None) -> str | None:
+def display_problem(
+    env: dict[str, str] | None = None, build_info: str | None = None, platform: str | None = None
+) -> str | None:
     """Why a preview window cannot be shown here (None if it can)."""
     env = dict(os.environ) if env is None else env
     platform = platform or sys.platform
@@ -454,8 +497,10 @@ def display_problem(env: dict[str, str] | None = None, build_info: str | None = 
     for line in build_info.splitlines():
         key, _, value = line.strip().partition(":")
         if key.strip() == "GUI" and value.strip().upper() in ("NONE", ""):
-            return ("OpenCV has no GUI support (opencv-python-headless is installed; "
-                    "install opencv-python for a preview window)")
+            return (
+                "OpenCV has no GUI support (opencv-python-headless is installed; "
+                "install opencv-python for a preview window)"
+            )
     return None
 
 
@@ -473,6 +518,7 @@ class PreviewSink:
         self.title = title
         cv2.namedWindow(title, cv2.WINDOW_NORMAL)
         self.report = SinkReport("preview", "window")
+        self.choice = BackendChoice("window", "preview")
 
     def write(self, frame: Frame) -> None:
         cv2 = self._cv2
@@ -518,6 +564,7 @@ class VirtualCamSink:
         fps = float(info.fps) if info.fps else 30.0
         self._cam = pyvirtualcam.Camera(width=info.width, height=info.height, fps=fps)
         self.report = SinkReport(self._cam.device, "virtual camera")
+        self.choice = BackendChoice("virtual camera", self._cam.device)
 
     def write(self, frame: Frame) -> None:
         self._cam.send(frame.image.cpu().numpy())
@@ -535,6 +582,7 @@ class ImageSink:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.report = SinkReport(str(self.path), "image")
+        self.choice = BackendChoice("image", "a still in, a still out")
 
     def write(self, frame: Frame) -> None:
         import cv2

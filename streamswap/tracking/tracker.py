@@ -36,8 +36,9 @@ person the track is bound to.
   still outputs the new face from the cut frame on (confirmation is known within the window);
   live mode may show up to `coast_output` stale predictions and starts `min_hits` - 1 frames late.
 
-Also here: GHOST's moving-average smoothing (the baseline) and the jitter measures used to
-compare against it (`mean_acceleration`, `velocity_lag`, `ramp_lag`).
+The Kalman maths are in `kalman.py`, the frame-difference cut signal in `scene_cuts.py`; GHOST's
+moving-average smoothing (the baseline) and the jitter measures live with the benchmarks
+(`streamswap.bench.tracking_metrics`).
 """
 
 from __future__ import annotations
@@ -45,14 +46,18 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
 from scipy.optimize import linear_sum_assignment
 
 from streamswap.errors import InputError
-from streamswap.faces.lite import LITE_MATCH_THRESHOLD
+from streamswap.tracking.kalman import cv_model, kf_predict, kf_update, rts_smooth
+
+if TYPE_CHECKING:
+    import torch
+
+    from streamswap.faces.records import FaceBatch
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +84,7 @@ class TrackerSettings:
     identity_match: cosine similarity at which identity alone matches a detection to a track.
     identity_reject: cosine similarity below which a detection cannot continue a track.
         The defaults suit ArcFace embeddings; dlib's 128-d descriptors (L2-normalised) sit much
-        closer together: use DLIB_IDENTITY.
+        closer together: the lite engine overrides them (`engines.lite.LiteEngine.defaults`).
     identity_weight: weight of (1 - cosine) in the assignment cost.
     target_threshold: cosine similarity a track needs to be bound to a reference person
         (GHOST accepts > 0.15 with ArcFace).
@@ -113,16 +118,12 @@ class TrackerSettings:
         if self.min_hits < 1 or self.max_missed < 0 or self.coast_output < 0:
             raise InputError("tracking: min_hits must be >= 1, max_missed and coast_output >= 0")
         if self.mode == "file" and self.window < max(self.min_hits - 1, self.max_missed + 1):
-            raise InputError(f"tracking: file-mode window ({self.window}) must be at least min_hits - 1 "
-                             f"({self.min_hits - 1}) and max_missed + 1 ({self.max_missed + 1})")
+            raise InputError(
+                f"tracking: file-mode window ({self.window}) must be at least min_hits - 1 "
+                f"({self.min_hits - 1}) and max_missed + 1 ({self.max_missed + 1})"
+            )
         if self.measurement_noise <= 0 or self.accel_noise <= 0 or self.initial_speed <= 0:
             raise InputError("tracking: noise levels must be positive")
-
-
-# Identity thresholds for the lite backend's dlib descriptors: on nggyup.mp4 and the shared
-# portraits, one person's faces scored cosine 0.89-0.96, different people's 0.77-0.90; binding to a
-# reference person uses the lite backend's one match threshold.
-DLIB_IDENTITY = {"identity_match": 0.93, "identity_reject": 0.82, "target_threshold": LITE_MATCH_THRESHOLD}
 
 
 @dataclass(frozen=True)
@@ -153,17 +154,19 @@ class Detections:
         return Detections(np.zeros((0, 4), np.float32), np.zeros((0, 5, 2), np.float32))
 
     @staticmethod
-    def from_face_batch(batch: object) -> list[Detections]:
+    def from_face_batch(batch: FaceBatch) -> list[Detections]:
         """One `Detections` per frame of a `streamswap.faces.records.FaceBatch`."""
-        host = {name: (None if getattr(batch, name) is None else getattr(batch, name).detach().float().cpu().numpy())
-                for name in ("boxes", "kps", "scores", "embeddings")}
-        fidx = batch.frame_index.cpu().numpy()  # type: ignore[attr-defined]
+
+        def host(t: torch.Tensor) -> np.ndarray:
+            return t.detach().float().cpu().numpy()
+
+        boxes, kps, scores = host(batch.boxes), host(batch.kps), host(batch.scores)
+        emb = None if batch.embeddings is None else host(batch.embeddings)
+        fidx = batch.frame_index.cpu().numpy()
         out = []
-        for i in range(batch.n_frames):  # type: ignore[attr-defined]
+        for i in range(batch.n_frames):
             rows = fidx == i
-            emb = host["embeddings"]
-            out.append(Detections(host["boxes"][rows], host["kps"][rows], host["scores"][rows],
-                                  None if emb is None else emb[rows]))
+            out.append(Detections(boxes[rows], kps[rows], scores[rows], None if emb is None else emb[rows]))
         return out
 
 
@@ -195,49 +198,7 @@ FrameFaces = tuple[int, tuple[TrackedFace, ...]]
 def face_width(kps: np.ndarray) -> np.ndarray:
     """(..., 5, 2) keypoints -> (...) face width estimate px (4 x RMS spread about the centroid)."""
     centred = kps - kps.mean(axis=-2, keepdims=True)
-    return np.maximum(FACE_WIDTH_PER_SPREAD * np.sqrt((centred ** 2).sum(-1).mean(-1)), 1.0)
-
-
-def cv_model(dt: float, accel_noise: float, measurement_noise: float
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Constant-velocity model for one coordinate: F (2, 2), H (1, 2), Q (2, 2), R (1, 1).
-    Q is the discrete white-noise-acceleration covariance for a step of dt frames."""
-    f = np.array([[1.0, dt], [0.0, 1.0]])
-    h = np.array([[1.0, 0.0]])
-    q = accel_noise ** 2 * np.array([[dt ** 4 / 4, dt ** 3 / 2], [dt ** 3 / 2, dt ** 2]])
-    r = np.array([[measurement_noise ** 2]])
-    return f, h, q, r
-
-
-def kf_predict(x: np.ndarray, p: np.ndarray, f: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Kalman prediction of C coordinates sharing one covariance: x (2, C), p (2, 2), F, Q (2, 2).
-    (filterpy's `predict`, written out: importing filterpy.kalman loads scipy.stats and friends,
-    24 MB of resident memory in every swap process, for this and `rts_smooth`.)"""
-    return f @ x, f @ p @ f.T + q
-
-
-def rts_smooth(xs: np.ndarray, ps: np.ndarray, fs: list[np.ndarray], qs: list[np.ndarray]
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Rauch-Tung-Striebel backward pass over filtered states xs (N, 2, C) and covariances
-    ps (N, 2, 2); fs[k], qs[k]: the transition from step k to k + 1. Returns the smoothed
-    (xs, ps), as filterpy's `rts_smoother` computes them."""
-    x, p = xs.copy(), ps.copy()
-    for k in range(len(x) - 2, -1, -1):
-        p_pred = fs[k] @ p[k] @ fs[k].T + qs[k]
-        gain = p[k] @ fs[k].T @ np.linalg.inv(p_pred)
-        x[k] += gain @ (x[k + 1] - fs[k] @ x[k])
-        p[k] += gain @ (p[k + 1] - p_pred) @ gain.T
-    return x, p
-
-
-def kf_update(x: np.ndarray, p: np.ndarray, z: np.ndarray, h: np.ndarray, r: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """Kalman update of C coordinates sharing one covariance. x (2, C), p (2, 2), z (C,)."""
-    s = h @ p @ h.T + r
-    gain = p @ h.T @ np.linalg.inv(s)  # (2, 1)
-    x = x + gain @ (z[None, :] - h @ x)
-    i_kh = np.eye(2) - gain @ h
-    return x, i_kh @ p @ i_kh.T + gain @ r @ gain.T  # Joseph form: stays symmetric positive
+    return np.maximum(FACE_WIDTH_PER_SPREAD * np.sqrt((centred**2).sum(-1).mean(-1)), 1.0)
 
 
 @dataclass
@@ -313,8 +274,9 @@ class Tracker:
 
     # -- public
 
-    def push(self, frame_index: int, detections: Detections, *, cut: bool = False,
-             frame_size: tuple[int, int] | None = None) -> list[FrameFaces]:
+    def push(
+        self, frame_index: int, detections: Detections, *, cut: bool = False, frame_size: tuple[int, int] | None = None
+    ) -> list[FrameFaces]:
         if self._last_frame is not None and frame_index <= self._last_frame:
             raise InputError(f"tracker: frame {frame_index} after frame {self._last_frame}; frames must increase")
         self._last_frame = frame_index
@@ -340,8 +302,9 @@ class Tracker:
         other ids can go: an ended track never comes back (a new face gets a new id)."""
         return {tr.track_id for tr in self._tracks} | {tr.track_id for tr in self._finished}
 
-    def run(self, detections: list[Detections], cuts: list[bool] | None = None,
-            frame_size: tuple[int, int] | None = None) -> list[tuple[TrackedFace, ...]]:
+    def run(
+        self, detections: list[Detections], cuts: list[bool] | None = None, frame_size: tuple[int, int] | None = None
+    ) -> list[tuple[TrackedFace, ...]]:
         """Track a whole sequence (frames 0..N-1) and return each frame's faces."""
         outputs: list[FrameFaces] = []
         for i, dets in enumerate(detections):
@@ -373,8 +336,11 @@ class Tracker:
             track.missed = 0
             track.confirmed = track.confirmed or track.hits >= s.min_hits
             if emb is not None:
-                e = emb[di] if track.embedding is None else _unit(
-                    (1 - s.embedding_momentum) * track.embedding + s.embedding_momentum * emb[di])
+                e = (
+                    emb[di]
+                    if track.embedding is None
+                    else _unit((1 - s.embedding_momentum) * track.embedding + s.embedding_momentum * emb[di])
+                )
                 track.embedding = e
         survivors = []
         handed_over = 0  # confirmed tracks a cut ended: as many new faces start confirmed
@@ -396,12 +362,19 @@ class Tracker:
         # after a cut the shot's faces replace the old ones: the largest take over their confirmation
         new.sort(key=lambda di: -float(face_width(kps[di])))
         for rank, di in enumerate(new):
-            self._start(t, _measurement(boxes[di], kps[di]), float(face_width(kps[di])), di,
-                        None if emb is None else emb[di], confirmed=rank < handed_over)
+            self._start(
+                t,
+                _measurement(boxes[di], kps[di]),
+                float(face_width(kps[di])),
+                di,
+                None if emb is None else emb[di],
+                confirmed=rank < handed_over,
+            )
         self._bind_targets()
 
-    def _associate(self, t: int, kps: np.ndarray, boxes: np.ndarray, emb: np.ndarray | None, cut: bool
-                   ) -> tuple[list[tuple[int, int]], np.ndarray]:
+    def _associate(
+        self, t: int, kps: np.ndarray, boxes: np.ndarray, emb: np.ndarray | None, cut: bool
+    ) -> tuple[list[tuple[int, int]], np.ndarray]:
         s = self.settings
         n_t, n_d = len(self._tracks), len(kps)
         jumps = np.zeros((n_t, n_d), dtype=bool)
@@ -437,10 +410,18 @@ class Tracker:
 
     # -- filter steps
 
-    def _start(self, t: int, z: np.ndarray, width: float, det: int, emb: np.ndarray | None,
-               confirmed: bool = False) -> None:
-        track = _Track(self._next_id, np.zeros((2, N_COORDS)), np.eye(2), width, t, emb,
-                       confirmed=confirmed or self.settings.min_hits <= 1)
+    def _start(
+        self, t: int, z: np.ndarray, width: float, det: int, emb: np.ndarray | None, confirmed: bool = False
+    ) -> None:
+        track = _Track(
+            self._next_id,
+            np.zeros((2, N_COORDS)),
+            np.eye(2),
+            width,
+            t,
+            emb,
+            confirmed=confirmed or self.settings.min_hits <= 1,
+        )
         self._next_id += 1
         self._restart(track, t, z, width, det)
         self._tracks.append(track)
@@ -448,7 +429,7 @@ class Tracker:
     def _restart(self, track: _Track, t: int, z: np.ndarray, width: float, det: int) -> None:
         s = self.settings
         track.x = np.stack([z, np.zeros_like(z)])
-        track.p = np.diag([s.measurement_noise ** 2, s.initial_speed ** 2])
+        track.p = np.diag([s.measurement_noise**2, s.initial_speed**2])
         track.width = width
         track.last_frame = t
         eye = np.eye(2)
@@ -490,14 +471,14 @@ class Tracker:
         live = [tr for tr in self._tracks if tr.confirmed and tr.embedding is not None]
         taken: set[int] = set()
         for tr in live:
-            if tr.target is not None and float(tr.embedding @ self.targets[tr.target]) > thr:  # type: ignore[operator]
+            if tr.target is not None and float(tr.embedding @ self.targets[tr.target]) > thr:
                 taken.add(tr.target)
             else:
                 tr.target = None
         free = [tr for tr in live if tr.target is None]
         if not free:
             return
-        sim = np.stack([self.targets @ tr.embedding for tr in free])  # type: ignore[operator]
+        sim = np.stack([self.targets @ tr.embedding for tr in free])
         pairs = sorted(((sim[i, p], i, p) for i in range(len(free)) for p in range(len(self.targets))), reverse=True)
         for value, i, p in pairs:
             if value > thr and p not in taken and free[i].target is None:
@@ -507,8 +488,15 @@ class Tracker:
     # -- outputs
 
     def _face(self, track: _Track, step: _Step, x: np.ndarray) -> TrackedFace:
-        return TrackedFace(track.track_id, step.frame_index, x[0, :10].reshape(5, 2).astype(np.float32),
-                           x[0, 10:].astype(np.float32), step.detection, track.target, step.restarted)
+        return TrackedFace(
+            track.track_id,
+            step.frame_index,
+            x[0, :10].reshape(5, 2).astype(np.float32),
+            x[0, 10:].astype(np.float32),
+            step.detection,
+            track.target,
+            step.restarted,
+        )
 
     def _live_faces(self, t: int) -> tuple[TrackedFace, ...]:
         out = []
@@ -542,115 +530,3 @@ class Tracker:
             faces.append(self._face(tr, steps[0], xs[0]))
         self._finished = [tr for tr in self._finished if tr.steps]
         return t, tuple(sorted(faces, key=lambda f: f.track_id))
-
-
-# ----------------------------------------------------------------------------- cut signal
-
-
-def scene_cuts(frames: torch.Tensor, previous: torch.Tensor | None = None, threshold: float = 0.12,
-               thumb: tuple[int, int] = (36, 64)) -> torch.Tensor:
-    """Frame-difference cut signal: True where a frame differs from the one before by more than
-    `threshold` (mean absolute difference of small grey thumbnails, in [0, 1]).
-
-    frames: (N, 3, H, W) uint8 RGB on any device; previous: (3, H, W) the frame before frames[0],
-    or None (frames[0] is then no cut). Returns (N,) bool on the frames' device.
-    """
-    def thumbnail(x: torch.Tensor) -> torch.Tensor:  # (N, 3, H, W) -> (N, h, w) grey in [0, 1]
-        step = max(1, min(x.shape[-2] // (4 * thumb[0]), x.shape[-1] // (4 * thumb[1])))
-        grey = x[..., ::step, ::step].float().mean(1, keepdim=True) / 255.0  # subsample first: cheap
-        return torch.nn.functional.adaptive_avg_pool2d(grey, thumb)[:, 0]
-
-    small = thumbnail(frames)
-    first = thumbnail(previous[None]) if previous is not None else small[:1]
-    before = torch.cat([first, small[:-1]])
-    return (small - before).abs().mean((1, 2)) > threshold
-
-
-# ----------------------------------------------------------------------------- baseline and measures
-
-
-def ghost_smooth(kps: np.ndarray, valid: np.ndarray, half_window: int = 2, jump: float = 5.0) -> np.ndarray:
-    """GHOST's keypoint smoothing (the baseline): split the sequence where keypoint 0 or 2 moves
-    more than `jump` px between consecutive frames (or a frame has no face), and inside each
-    segment replace each frame by the mean over +-`half_window` frames, shrunk at segment ends.
-
-    kps: (T, 5, 2) px; valid: (T,) bool (False: no face in that frame). Returns (T, 5, 2).
-    """
-    out = np.array(kps, dtype=np.float64, copy=True)
-    t_len = len(kps)
-    start = 0
-    for t in range(1, t_len + 1):
-        boundary = (t == t_len or not valid[t] or not valid[t - 1]
-                    or np.linalg.norm(kps[t, 0] - kps[t - 1, 0]) > jump
-                    or np.linalg.norm(kps[t, 2] - kps[t - 1, 2]) > jump)
-        if not boundary:
-            continue
-        if valid[start]:
-            seg = np.asarray(kps[start:t], dtype=np.float64)
-            csum = np.concatenate([np.zeros((1, 5, 2)), np.cumsum(seg, axis=0)])
-            idx = np.arange(len(seg))
-            lo, hi = np.maximum(idx - half_window, 0), np.minimum(idx + half_window + 1, len(seg))
-            out[start:t] = (csum[hi] - csum[lo]) / (hi - lo)[:, None, None]
-        start = t
-    return out
-
-
-def mean_acceleration(kps: np.ndarray, segment: np.ndarray) -> float:
-    """Mean keypoint acceleration px/frame^2: |k[t+1] - 2 k[t] + k[t-1]| averaged over keypoints
-    and over the frames t where t-1, t and t+1 lie in the same segment (segment ids >= 0; -1 =
-    no face). Segments end at cuts, so a cut's jump does not count as jitter.
-    kps (T, P, 2); segment (T,) int."""
-    seg = np.asarray(segment)
-    acc = kps[2:] - 2 * kps[1:-1] + kps[:-2]
-    ok = (seg[2:] >= 0) & (seg[2:] == seg[1:-1]) & (seg[1:-1] == seg[:-2])
-    return float(np.linalg.norm(acc[ok], axis=-1).mean())
-
-
-def track_segments(faces: list[tuple[TrackedFace, ...]], track_ids: set[int] | None = None) -> np.ndarray:
-    """(T,) segment ids for `mean_acceleration`: per frame, the first face of `track_ids` (all
-    tracks when None) gets the id of its (track, restart) span; -1 where there is none or it was
-    predicted through a gap rather than detected."""
-    seg = np.full(len(faces), -1, dtype=np.int64)
-    keys: dict[tuple[int, int], int] = {}
-    epoch: dict[int, int] = {}
-    for t, frame in enumerate(faces):
-        for face in frame:
-            if track_ids is not None and face.track_id not in track_ids:
-                continue
-            if face.restarted or face.track_id not in epoch:
-                epoch[face.track_id] = epoch.get(face.track_id, -1) + 1
-            if face.detection is not None:
-                seg[t] = keys.setdefault((face.track_id, epoch[face.track_id]), len(keys))
-            break
-    return seg
-
-
-def velocity_lag(smoothed: np.ndarray, raw: np.ndarray, valid: np.ndarray, max_lag: int = 6) -> float:
-    """Lag in frames of `smoothed` behind `raw` (positive: smoothed is late), from the peak of the
-    cross-correlation of their frame-to-frame velocities, refined to sub-frame by a parabola
-    through the peak and its neighbours. (T, P, 2) arrays, valid (T,) bool."""
-    ok = valid[1:] & valid[:-1]
-    vs = np.where(ok[:, None, None], smoothed[1:] - smoothed[:-1], 0.0).reshape(len(ok), -1)
-    vr = np.where(ok[:, None, None], raw[1:] - raw[:-1], 0.0).reshape(len(ok), -1)
-    vs, vr = vs - vs[ok].mean(0), vr - vr[ok].mean(0)
-    lags = np.arange(-max_lag, max_lag + 1)
-    corr = []
-    for lag in lags:  # corr(lag) = sum_t vs[t + lag] . vr[t]
-        a = vs[max(lag, 0): len(vs) + min(lag, 0)]
-        b = vr[max(-lag, 0): len(vr) + min(-lag, 0)]
-        corr.append(float((a * b).sum()))
-    c = np.array(corr)
-    i = int(np.argmax(c))
-    if 0 < i < len(c) - 1:
-        denom = c[i - 1] - 2 * c[i] + c[i + 1]
-        shift = 0.5 * (c[i - 1] - c[i + 1]) / denom if denom != 0 else 0.0
-        return float(lags[i] + shift)
-    return float(lags[i])
-
-
-def ramp_lag(smoothed: np.ndarray, truth: np.ndarray, velocity: np.ndarray, skip: int = 20) -> float:
-    """Lag in frames on a constant-velocity ramp: mean of (truth - smoothed) . v / |v|^2 over the
-    frames after the first `skip` (start-up) and before the last `skip` (file-mode tail).
-    smoothed, truth: (T, P, 2); velocity: (2,) px/frame."""
-    d = (truth - smoothed)[skip: len(truth) - skip]
-    return float((d @ velocity).mean() / float(velocity @ velocity))

@@ -71,14 +71,27 @@ def bench_scaling(spec: ScalingSpec) -> dict[str, Any]:
             kinds = ["pipeline"] + (["baseline"] if seconds <= spec.baseline_up_to_s else [])
             for kind in kinds:
                 run = run_isolated(dataclasses.replace(spec.job, kind=kind, video=looped, out=""))
-                rows.append({"length_s": seconds, "kind": kind, "frames": run["frames"], "fps": run["fps"],
-                             "peak_rss_mib": run["peak_rss_mib"], "peak_anon_mib": run["peak_anon_mib"],
-                             "peak_gpu_mib": run.get("peak_gpu_mib"), "seconds": run["seconds"]})
+                rows.append(
+                    {
+                        "length_s": seconds,
+                        "kind": kind,
+                        "frames": run["frames"],
+                        "fps": run["fps"],
+                        "peak_rss_mib": run["peak_rss_mib"],
+                        "peak_anon_mib": run["peak_anon_mib"],
+                        "peak_gpu_mib": run.get("peak_gpu_mib"),
+                        "seconds": run["seconds"],
+                    }
+                )
             Path(looped).unlink()
     ours = [r for r in rows if r["kind"] == "pipeline"]
     fps = [r["fps"] for r in ours]
     mem = [r["peak_rss_mib"] for r in ours]
-    return {"environment": environment(), "settings": {**asdict(spec), "job": asdict(spec.job)}, "runs": rows,
-            # flatness: the spread of the pipeline's figures across lengths, relative to their mean
-            "fps_spread": (max(fps) - min(fps)) / (sum(fps) / len(fps)),
-            "memory_spread": (max(mem) - min(mem)) / (sum(mem) / len(mem))}
+    return {
+        "environment": environment(),
+        "settings": {**asdict(spec), "job": asdict(spec.job)},
+        "runs": rows,
+        # flatness: the spread of the pipeline's figures across lengths, relative to their mean
+        "fps_spread": (max(fps) - min(fps)) / (sum(fps) / len(fps)),
+        "memory_spread": (max(mem) - min(mem)) / (sum(mem) / len(mem)),
+    }
