@@ -116,6 +116,9 @@ def process_group(info: DistInfo, device: torch.device) -> Iterator[None]:
     dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     try:
         yield
+        # no rank tears its connections down while a peer may still be in the last collective
+        # (CI once saw rank 1 abort at teardown, "terminate called without an active exception")
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
