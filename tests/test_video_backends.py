@@ -13,38 +13,45 @@ import pytest
 import torch
 
 from helpers_media import video_facts
+from nvc_fakes import fake_nvc
 from streamswap.bench.media import make_video
 from streamswap.errors import InputError
 from streamswap.frames import Frame
 from streamswap.video.color import nv12_to_rgb, rgb_to_nv12
 from streamswap.video.nv import BackendChoice, GpuProbe, choose_decoder, choose_encoder, import_nvcodec, probe_nvenc
+from streamswap.video.nvdec_support import StreamFacts
 from streamswap.video.sinks import EncodeSettings, FileSink
 from streamswap.video.sources import NvDecFileSource, PyAVFileSource, SourceOptions
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
-H100 = GpuProbe(True, "NVIDIA H100 80GB HBM3", True, "ok", False, "NVIDIA H100 80GB HBM3 has no NVENC")
-L4 = GpuProbe(True, "NVIDIA L4", True, "ok", True, "NVENC H.264 available")
+H100 = GpuProbe(True, "NVIDIA H100 80GB HBM3", True, "ok", False, "NVIDIA H100 80GB HBM3 has no NVENC", (9, 0))
+L4 = GpuProbe(True, "NVIDIA L4", True, "ok", True, "NVENC H.264 available", (8, 9))
 NO_GPU = GpuProbe(False, None, False, "no CUDA device", False, "no CUDA device")
 NO_NVC = GpuProbe(True, "NVIDIA L4", False, "PyNvVideoCodec unavailable (RuntimeError: no driver)", False, "x")
 
 
+def _facts(codec: str, pix_fmt: str = "yuv420p", size: tuple[int, int] = (1280, 720)) -> StreamFacts:
+    return StreamFacts.of(codec, None, pix_fmt, *size)
+
+
 def test_decoder_choice():
-    assert choose_decoder("auto", kind="file", codec="h264", device=CUDA, gpu=L4).backend == "nvdec"
+    assert choose_decoder("auto", kind="file", facts=_facts("h264"), device=CUDA, gpu=L4).backend == "nvdec"
     for gpu, dev, kind, codec, why in [
         (NO_GPU, CPU, "file", "h264", "no CUDA device"),
         (L4, CPU, "file", "h264", "runs on cpu"),
         (NO_NVC, CUDA, "file", "h264", "no driver"),
         (L4, CUDA, "network", "h264", "not network"),
         (L4, CUDA, "file", "prores", "does not decode prores"),
-        (H100, CUDA, "file", "av1", "no AV1"),
+        (H100, CUDA, "file", "av1", "Hopper NVDEC has no av1"),
     ]:
-        choice = choose_decoder("auto", kind=kind, codec=codec, device=dev, gpu=gpu)
+        choice = choose_decoder("auto", kind=kind, facts=_facts(codec), device=dev, gpu=gpu)
         assert choice.backend == "pyav" and why in choice.reason, (choice, why)
         with pytest.raises(InputError, match="--decoder nvdec is not possible"):
-            choose_decoder("nvdec", kind=kind, codec=codec, device=dev, gpu=gpu)
-    assert choose_decoder("pyav", kind="file", codec="h264", device=CUDA, gpu=L4).reason == "forced by --decoder pyav"
+            choose_decoder("nvdec", kind=kind, facts=_facts(codec), device=dev, gpu=gpu)
+    forced = choose_decoder("pyav", kind="file", facts=_facts("h264"), device=CUDA, gpu=L4)
+    assert forced.reason == "forced by --decoder pyav"
     with pytest.raises(InputError, match="unknown decoder"):
-        choose_decoder("ffmpeg", kind="file", codec="h264", device=CPU, gpu=NO_GPU)
+        choose_decoder("ffmpeg", kind="file", facts=None, device=CPU, gpu=NO_GPU)
 
 
 def test_encoder_choice_falls_back_to_x264_on_gpus_without_nvenc_and_says_so():
@@ -105,55 +112,18 @@ def test_rgb_to_nv12_honours_the_matrix_and_range():
         rgb_to_nv12(torch.zeros(3, 4, 3, dtype=torch.uint8))
 
 
-# --- stand-ins for PyNvVideoCodec, built on FFmpeg ------------------------------------------------
+# --- NVDEC and NVENC glue against stand-ins for PyNvVideoCodec, built on FFmpeg ------------------
 
-class _FakeNvFrame:
-    """Quacks like a PyNvVideoCodec decoded frame: DLPack export of an NV12 surface + timestamp."""
-
-    def __init__(self, nv12: torch.Tensor, pts: int) -> None:
-        self._t, self.timestamp = nv12, pts
-
-    def __dlpack__(self, *args, **kwargs):
-        return self._t.__dlpack__(*args, **kwargs)
-
-    def __dlpack_device__(self):
-        return self._t.__dlpack_device__()
-
-
-def _fake_nvc(report_pts: bool = True) -> types.SimpleNamespace:
-    class Demuxer:
-        def __init__(self, filename):
-            self._c = av.open(filename)
-
-        def GetNvCodecId(self):
-            return 4
-
-        def __iter__(self):
-            return iter(self._c.demux(video=0))
-
-    class Decoder:
-        def Decode(self, packet):
-            out = []
-            for f in packet.decode():
-                nv12 = torch.from_numpy(f.reformat(format="nv12").to_ndarray())
-                fr = _FakeNvFrame(nv12, f.pts)
-                if not report_pts:
-                    del fr.timestamp
-                out.append(fr)
-            return out
-
-    return types.SimpleNamespace(CreateDemuxer=lambda filename: Demuxer(filename),
-                                 CreateDecoder=lambda **kw: Decoder())
-
-
-@pytest.mark.parametrize("report_pts", [True, False])
-def test_nvdec_source_turns_nv12_surfaces_into_upright_rgb_frames_with_pts(tmp_path, report_pts):
+@pytest.mark.parametrize("pts", ["real", "absent", "nopts", "negative"])
+def test_nvdec_source_turns_nv12_surfaces_into_upright_rgb_frames_with_pts(tmp_path, pts):
+    """A missing timestamp (none, INT64_MIN as PyNvVideoCodec passes AV_NOPTS_VALUE on, or
+    negative) is replaced by the stream's own, as for PyAV."""
     path = str(make_video(tmp_path / "rot.mp4", frames=12, size=(96, 64), rotation=270))
     ref = PyAVFileSource(path, SourceOptions(), BackendChoice("pyav", "reference"))
     expected = list(ref)
     ref.close()
     src = NvDecFileSource(path, SourceOptions(), BackendChoice("nvdec", "test"), ref.info,
-                          nvc=_fake_nvc(report_pts))  # type: ignore[arg-type]
+                          nvc=fake_nvc(pts))  # type: ignore[arg-type]
     frames = list(src)
     assert [f.pts for f in frames] == [f.pts for f in expected]
     assert frames[0].image.shape == (96, 64, 3)  # rotated upright

@@ -145,9 +145,13 @@ def run_checks(video: Path, checks: _Checks) -> None:
         "pynvvideocodec_why": gpu.nvcodec_why,
         "nvenc": gpu.nvenc,
         "nvenc_why": gpu.nvenc_why,
+        "capability": gpu.capability,
     }
     dev = torch.device("cuda" if gpu.cuda else "cpu")
-    report["decoder_choice"] = str(choose_decoder("auto", kind="file", codec="h264", device=dev, gpu=gpu))
+    probed = open_source(video, SourceOptions(decoder="pyav"))
+    facts = probed.info.facts
+    probed.close()
+    report["decoder_choice"] = str(choose_decoder("auto", kind="file", facts=facts, device=dev, gpu=gpu))
     report["encoder_choice"] = str(choose_encoder("auto", device=dev, gpu=gpu))
     with tempfile.TemporaryDirectory() as tmp:
         if gpu.cuda and gpu.nvcodec:

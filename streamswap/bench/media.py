@@ -122,6 +122,8 @@ def make_video(
     sample_rate: int = 16000,
     images: Sequence[np.ndarray] | None = None,
     gop: int | None = None,
+    pix_fmt: str = "yuv420p",
+    bt709: bool = False,
 ) -> Path:
     """Write a synthetic video (the tests' inputs, and the benchmarks' when real media would cost too much).
 
@@ -131,6 +133,8 @@ def make_video(
     different pictures to cycle through (encoding cost stays tiny for long videos).
     images: use these (h, w, 3) uint8 pictures (cycled) instead of the pattern.
     gop: x264 keyframe interval in frames (default: x264's 250).
+    pix_fmt: the encoded pixel format ("yuv420p10le", "yuv444p": 10-bit and 4:4:4 test inputs).
+    bt709: convert with, and tag the stream as, BT.709 (FFmpeg assumes BT.601 untagged).
     """
     w, h = size
     tb = time_base or Fraction(1, fps)
@@ -141,7 +145,10 @@ def make_video(
         out.close()
         raise ValueError(f"{codec!r} is not a video codec")
     vs.width, vs.height = w, h
-    vs.pix_fmt = "yuv420p"
+    vs.pix_fmt = pix_fmt
+    if bt709:
+        cc = vs.codec_context
+        cc.colorspace, cc.color_primaries, cc.color_trc = 1, 1, 1  # AVCOL_*_BT709
     vs.time_base = tb
     vs.codec_context.time_base = tb
     if codec == "libx264":
@@ -150,6 +157,8 @@ def make_video(
             "crf": "23",
             **({"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"} if gop else {}),
         }
+    elif codec == "libx265":
+        vs.codec_context.options = {"preset": preset, "x265-params": "log-level=error"}
     if rotation:
         vs.set_display_rotation(rotation)
     a_stream = None
@@ -157,7 +166,10 @@ def make_video(
         a_stream = out.add_stream("aac", rate=sample_rate)
         a_stream.layout = "mono"
     pics = list(images) if images is not None else [pattern(w, h, i) for i in range(distinct)]
-    vframes = [av.VideoFrame.from_ndarray(p, format="rgb24").reformat(format="yuv420p") for p in pics]
+    matrix = "ITU709" if bt709 else None
+    vframes = [
+        av.VideoFrame.from_ndarray(p, format="rgb24").reformat(format=pix_fmt, dst_colorspace=matrix) for p in pics
+    ]
     times = list(pts) if pts is not None else list(range(frames))
     a_next = 0
     samples_per_chunk = 1024

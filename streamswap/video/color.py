@@ -1,11 +1,14 @@
 """YUV <-> RGB on tensors (any device), for frames that never leave the GPU (NVDEC -> models ->
-NVENC). Same conventions as FFmpeg's swscale as PyAV uses it: an unspecified matrix is BT.601,
-levels are MPEG (16-235) unless `full_range`."""
+NVENC): 8-bit NV12, 10/12-bit P016 and 4:4:4 surfaces in, NV12 out. Same conventions as FFmpeg's
+swscale as PyAV uses it: an unspecified matrix is BT.601, levels are MPEG (16-235) unless
+`full_range`."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from streamswap.video.nvdec_support import Surface
 
 # Kr, Kb per matrix (the names PyAV's reformatter uses)
 _KRKB = {
@@ -32,27 +35,58 @@ def _rgb_from_yuv_matrix(matrix: str | None, device: torch.device) -> torch.Tens
     )
 
 
+def surface_to_rgb(
+    surface: torch.Tensor,
+    layout: Surface,
+    height: int,
+    width: int,
+    *,
+    bit_depth: int = 8,
+    matrix: str | None = None,
+    full_range: bool = False,
+) -> torch.Tensor:
+    """A decoder surface (what NVDEC hands over) -> RGB.
+
+    surface, by layout (rows may be padded wider than `width`, the pitch; extra columns ignored):
+      "nv12": (H * 3 // 2, W) uint8, the Y plane then interleaved U/V at half resolution;
+      "p016": the same in uint16, each sample's `bit_depth` bits in the high bits (10/12-bit 4:2:0);
+      "yuv444": (3 * H, W) uint8 planes Y, U, V; "yuv444_16bit": the same in uint16, high bits.
+    Any device. Returns (H, W, 3) uint8 RGB on the same device; 4:2:0 chroma is upsampled bilinearly.
+    """
+    x = surface.float()  # uint16 has few kernels in torch: do the maths in float32 (exact below 2**24)
+    wide = layout in ("p016", "yuv444_16bit")
+    bits = bit_depth if wide else 8
+    if wide:  # the sample's code at its own depth: drop the low padding bits
+        x = torch.floor(x / float(1 << (16 - bits)))
+    if layout in ("nv12", "p016"):
+        y = x[:height, :width]
+        uv = x[height : height + height // 2, :width].reshape(height // 2, width // 2, 2)
+        uv = F.interpolate(
+            uv.permute(2, 0, 1).unsqueeze(0), size=(height, width), mode="bilinear", align_corners=False
+        )[0]
+        u, v = uv[0], uv[1]
+    elif layout in ("yuv444", "yuv444_16bit"):
+        y, u, v = x[:height, :width], x[height : 2 * height, :width], x[2 * height : 3 * height, :width]
+    else:
+        raise ValueError(f"unknown surface layout {layout!r}")
+    top = float((1 << bits) - 1)
+    if full_range:  # codes 0..2^bits-1, chroma centred on 2^(bits-1)
+        scale, mid = 255.0 / top, float(1 << (bits - 1))
+        yf, uf, vf = y * scale, (u - mid) * scale, (v - mid) * scale
+    else:  # MPEG levels: 16-235 / 16-240 at 8 bits, shifted left at higher depths
+        per = float(1 << (bits - 8))
+        yf = (y / per - 16.0) * (255.0 / 219.0)
+        uf, vf = (u / per - 128.0) * (255.0 / 224.0), (v / per - 128.0) * (255.0 / 224.0)
+    yuv = torch.stack([yf, uf, vf], dim=-1)  # (H, W, 3)
+    rgb = yuv @ _rgb_from_yuv_matrix(matrix, surface.device).T
+    return rgb.round_().clamp_(0, 255).to(torch.uint8)
+
+
 def nv12_to_rgb(
     nv12: torch.Tensor, height: int, width: int, *, matrix: str | None = None, full_range: bool = False
 ) -> torch.Tensor:
-    """NV12 -> RGB.
-
-    nv12: (H * 3 // 2, W) uint8 (Y plane, then interleaved U/V at half resolution), any device;
-        rows may be padded wider than `width` (the pitch), the extra columns are ignored.
-    Returns (H, W, 3) uint8 RGB on the same device. Chroma is upsampled bilinearly.
-    """
-    y = nv12[:height, :width].float()
-    uv = nv12[height : height + height // 2, :width].reshape(height // 2, width // 2, 2).float()
-    uv = uv.permute(2, 0, 1).unsqueeze(0)  # (1, 2, H/2, W/2)
-    uv = F.interpolate(uv, size=(height, width), mode="bilinear", align_corners=False)[0]
-    if full_range:
-        yf, u, v = y, uv[0] - 128.0, uv[1] - 128.0
-    else:
-        yf = (y - 16.0) * (255.0 / 219.0)
-        u, v = (uv[0] - 128.0) * (255.0 / 224.0), (uv[1] - 128.0) * (255.0 / 224.0)
-    yuv = torch.stack([yf, u, v], dim=-1)  # (H, W, 3)
-    rgb = yuv @ _rgb_from_yuv_matrix(matrix, nv12.device).T
-    return rgb.round_().clamp_(0, 255).to(torch.uint8)
+    """NV12 (H * 3 // 2, W) uint8 -> (H, W, 3) uint8 RGB on the same device (see `surface_to_rgb`)."""
+    return surface_to_rgb(nv12, "nv12", height, width, matrix=matrix, full_range=full_range)
 
 
 def rgb_to_nv12(rgb: torch.Tensor, *, matrix: str | None = None, full_range: bool = False) -> torch.Tensor:

@@ -18,11 +18,10 @@ from typing import Any
 import torch
 
 from streamswap.errors import InputError
+from streamswap.video.nvdec_support import StreamFacts, nvdec_refusal
 
 log = logging.getLogger(__name__)
 
-# codecs NVDEC handles on current GPUs (AV1 is absent on A100/H100/H200: checked separately)
-NVDEC_CODECS = frozenset({"h264", "hevc", "vp9", "av1", "mpeg2video", "mpeg4", "vp8", "mjpeg"})
 # data-centre GPUs without NVENC (their NVDEC also lacks AV1)
 NO_NVENC_GPUS = ("A100", "H100", "H200", "H20", "A30", "B200")
 
@@ -62,6 +61,7 @@ class GpuProbe:
     nvcodec_why: str
     nvenc: bool
     nvenc_why: str
+    capability: tuple[int, int] | None = None  # CUDA compute capability: which NVDEC generation
 
 
 def import_nvcodec() -> tuple[ModuleType | None, str]:
@@ -94,9 +94,10 @@ def probe_gpu(device: torch.device | str | None = None) -> GpuProbe:
         return GpuProbe(False, None, False, "no CUDA device", False, "no CUDA device")
     dev = torch.device(device) if device is not None else torch.device("cuda")
     name = torch.cuda.get_device_name(dev if dev.type == "cuda" else None)
+    major, minor = torch.cuda.get_device_capability(dev if dev.type == "cuda" else None)
     nvc, why = import_nvcodec()
     ok, enc_why = probe_nvenc(nvc, name)
-    return GpuProbe(True, name, nvc is not None, why, ok, enc_why)
+    return GpuProbe(True, name, nvc is not None, why, ok, enc_why, (int(major), int(minor)))
 
 
 NOT_PROBED = GpuProbe(False, None, False, "not probed", False, "not probed")
@@ -107,11 +108,14 @@ def gpu_for(device: torch.device) -> GpuProbe:
     return probe_gpu(device) if device.type == "cuda" else NOT_PROBED
 
 
-def choose_decoder(requested: str, *, kind: str, codec: str, device: torch.device, gpu: GpuProbe) -> BackendChoice:
-    """Pick "nvdec" or "pyav" for an input.
+def choose_decoder(
+    requested: str, *, kind: str, facts: StreamFacts | None, device: torch.device, gpu: GpuProbe
+) -> BackendChoice:
+    """Pick "nvdec" or "pyav" for an input, once, when it is opened.
 
     requested: "auto", "pyav" or "nvdec" (forced; InputError if impossible).
-    kind: classify() of the input (NVDEC here reads local files only); codec: FFmpeg codec name.
+    kind: classify() of the input (NVDEC here reads local files only). facts: the probed stream
+    (None when nothing was probed: a CPU job); NVDEC's support matrix decides (`nvdec_support`).
     """
     if requested not in ("auto", "pyav", "nvdec"):
         raise InputError(f"unknown decoder {requested!r} (choose auto, pyav or nvdec)")
@@ -126,16 +130,19 @@ def choose_decoder(requested: str, *, kind: str, codec: str, device: torch.devic
         why_not = f"the pipeline runs on {device.type}"
     elif not gpu.nvcodec:
         why_not = gpu.nvcodec_why
-    elif codec not in NVDEC_CODECS:
-        why_not = f"NVDEC does not decode {codec}"
-    elif codec == "av1" and gpu.gpu_name and any(t in gpu.gpu_name for t in NO_NVENC_GPUS):
-        why_not = f"{gpu.gpu_name} NVDEC has no AV1"
+    elif facts is None:
+        why_not = "the stream was not probed"
+    else:
+        refusal = nvdec_refusal(facts, gpu.capability)
+        if refusal is not None:
+            why_not = f"{gpu.gpu_name}: {refusal}"
     if why_not is None:
+        assert facts is not None
         return BackendChoice(
             "nvdec",
             "forced by --decoder nvdec"
             if requested == "nvdec"
-            else f"CUDA device {gpu.gpu_name} with NVDEC for {codec}",
+            else f"CUDA device {gpu.gpu_name} with NVDEC for {facts.codec}",
         )
     if requested == "nvdec":
         raise InputError(f"--decoder nvdec is not possible: {why_not}; use --decoder pyav")
@@ -167,11 +174,26 @@ def choose_encoder(requested: str, *, device: torch.device, gpu: GpuProbe) -> Ba
 # --- NVDEC ---------------------------------------------------------------------------------------
 
 
-class NvDecoder:
-    """Decode a local file with NVDEC into NV12 tensors, in display order.
+# what PyNvVideoCodec reports for a frame without a timestamp (AV_NOPTS_VALUE)
+NO_PTS = -(2**63)
 
-    Yields (nv12, pts): nv12 is (H * 3 // 2, W) uint8 on `device` (a copy, safe to keep), pts in
-    the stream's time base (None if the decoder did not report one).
+
+def decoder_pts(value: object) -> int | None:
+    """A decoded frame's timestamp, or None when it is missing: absent, INT64_MIN (FFmpeg's
+    AV_NOPTS_VALUE, as PyNvVideoCodec passes it on) or negative; the source then fills it in
+    as it does for PyAV."""
+    if value is None:
+        return None
+    pts = int(value)  # type: ignore[call-overload]
+    return None if pts < 0 else pts
+
+
+class NvDecoder:
+    """Decode a local file with NVDEC into surface tensors, in display order.
+
+    Yields (surface, pts): the surface as `color.surface_to_rgb` reads it ((H * 3 // 2, W) for
+    4:2:0, (3 * H, W) for 4:4:4; uint8, or uint16 above 8 bits) on `device` (a copy, safe to
+    keep); pts in the stream's time base, None when the decoder gave none (see `decoder_pts`).
     """
 
     def __init__(self, path: str, device: torch.device, nvc: ModuleType | None = None) -> None:
@@ -190,11 +212,10 @@ class NvDecoder:
         cuda = self._device.type == "cuda"
         for packet in self._demuxer:
             for frame in self._decoder.Decode(packet):
-                nv12 = torch.from_dlpack(frame).to(self._device).clone()
+                surface = torch.from_dlpack(frame).to(self._device).clone()
                 if cuda:  # the decoder reuses its surfaces: finish the copy before the next frame
                     torch.cuda.current_stream(self._device).synchronize()
-                pts = getattr(frame, "timestamp", None)
-                yield nv12, (int(pts) if pts is not None else None)
+                yield surface, decoder_pts(getattr(frame, "timestamp", None))
 
 
 # --- NVENC ---------------------------------------------------------------------------------------

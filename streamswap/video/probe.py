@@ -14,6 +14,7 @@ import av
 
 from streamswap.errors import InputError
 from streamswap.limits import check_video_size
+from streamswap.video.nvdec_support import StreamFacts
 
 if TYPE_CHECKING:
     from av.codec.hwaccel import HWAccel
@@ -39,7 +40,8 @@ class VideoInfo:
         (None when unknown, e.g. live). rotation: degrees counter-clockwise the decoded picture is
         turned to be upright (from the display matrix; 0, 90, 180 or 270).
     colorspace: PyAV reformatter name of the YUV matrix (None: unspecified, FFmpeg uses BT.601);
-        full_range: JPEG (0-255) rather than MPEG (16-235) YUV levels.
+        full_range: JPEG (0-255) rather than MPEG (16-235) YUV levels. pix_fmt, profile: FFmpeg's
+    names for the decoded pixel format ("yuv420p10le") and the codec profile ("Main 10").
     """
 
     width: int
@@ -54,6 +56,14 @@ class VideoInfo:
     full_range: bool = False
     has_audio: bool = False
     live: bool = False
+    pix_fmt: str = ""
+    profile: str | None = None
+
+    @property
+    def facts(self) -> StreamFacts:
+        """What the NVDEC decision reads (the coded size, before rotation)."""
+        w, h = (self.height, self.width) if self.rotation in (90, 270) else (self.width, self.height)
+        return StreamFacts.of(self.codec, self.profile, self.pix_fmt, w, h)
 
 
 def classify(spec: str) -> InputKind:
@@ -173,6 +183,8 @@ def video_info(
         full_range=rng == 2,
         has_audio=bool(container.streams.audio),
         live=live,
+        pix_fmt=(first_frame.format.name if first_frame is not None else cc.pix_fmt) or "",
+        profile=cc.profile,
     )
 
 

@@ -57,11 +57,11 @@ def open_source(
         return ImageSource(spec, options)
     device = torch.device(options.device)
     if options.decoder == "pyav" or (options.decoder == "auto" and device.type != "cuda"):
-        choice = choose_decoder(options.decoder, kind=kind, codec="", device=device, gpu=gpu or NOT_PROBED)
+        choice = choose_decoder(options.decoder, kind=kind, facts=None, device=device, gpu=gpu or NOT_PROBED)
         return PyAVFileSource(spec, options, choice)
     gpu = gpu or probe_gpu(device)
     src = PyAVFileSource(spec, options, BackendChoice("pyav", ""))  # probes and validates the file
-    choice = choose_decoder(options.decoder, kind=kind, codec=src.info.codec, device=device, gpu=gpu)
+    choice = choose_decoder(options.decoder, kind=kind, facts=src.info.facts, device=device, gpu=gpu)
     if choice.backend == "pyav":
         src.choice = choice
         return src

@@ -9,9 +9,11 @@ from types import ModuleType
 import av
 import torch
 
+from streamswap.errors import InputError
 from streamswap.frames import Frame
-from streamswap.video.color import nv12_to_rgb
+from streamswap.video.color import surface_to_rgb
 from streamswap.video.nv import BackendChoice, NvDecoder
+from streamswap.video.nvdec_support import surface_for
 from streamswap.video.probe import (
     InputKind,
     VideoInfo,
@@ -28,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 class NvDecFileSource(VideoSource):
-    """A video file decoded by NVDEC straight into CUDA memory (NV12 -> RGB on the GPU).
+    """A video file decoded by NVDEC straight into CUDA memory (NV12, P016 or 4:4:4 -> RGB on the GPU).
 
     PyAV still probes the file (size, rate, rotation, colour matrix, timestamps if the decoder
     gives none), but no pixel goes through the CPU.
@@ -42,6 +44,11 @@ class NvDecFileSource(VideoSource):
         super().__init__()
         self.spec, self.choice, self.info, self._opt = path, choice, info, options
         self._device = torch.device(options.device)
+        self._facts = info.facts
+        layout = surface_for(self._facts)
+        if layout is None:  # choose_decoder refuses these: reaching here is a caller's mistake
+            raise InputError(f"{path}: NVDEC surfaces of {self._facts.pix_fmt} are not converted; use --decoder pyav")
+        self._layout = layout
         self._decoder = NvDecoder(path, self._device, nvc=nvc)
         self._pts_list: list[int] | None = None
 
@@ -57,7 +64,7 @@ class NvDecFileSource(VideoSource):
         tb = self.info.time_base
         rot = self.info.rotation
         h, w = (self.info.width, self.info.height) if rot in (90, 270) else (self.info.height, self.info.width)
-        for nv12, pts in self._decoder:
+        for surface, pts in self._decoder:
             if self._opt.max_frames is not None and self.frames_read >= self._opt.max_frames:
                 break
             if pts is None:
@@ -65,6 +72,14 @@ class NvDecFileSource(VideoSource):
             pts = fix(pts)
             if pacer:
                 pacer.wait(float(pts * tb))
-            rgb = nv12_to_rgb(nv12, h, w, matrix=self.info.colorspace, full_range=self.info.full_range)
+            rgb = surface_to_rgb(
+                surface,
+                self._layout,
+                h,
+                w,
+                bit_depth=self._facts.bit_depth,
+                matrix=self.info.colorspace,
+                full_range=self.info.full_range,
+            )
             yield Frame(self.frames_read, pts, tb, _rotate(rgb, rot))
             self.frames_read += 1
