@@ -11,7 +11,8 @@ STAMP  := $(VENV)/.streamswap-installed
 # A GPU box (nvidia-smi answers) gets a CUDA torch and the gpu extra; any other machine the CPU build.
 GPU    := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 ifeq ($(GPU),1)
-TORCH  := 'torch>=2.13'
+# the tested minor: PyPI's Linux wheels of it are CUDA 13 builds
+TORCH  := 'torch==2.13.*'
 EXTRAS := gpu,lite,train,cluster,bench,dev
 ORT    := onnxruntime-gpu
 ORT_OFF:= onnxruntime

@@ -80,16 +80,67 @@ def check_torch(cfg: DoctorConfig) -> list[Check]:
         why = (
             "CPU-only torch build" if torch.version.cuda is None else f"CUDA {torch.version.cuda} build, no GPU visible"
         )
+        seen = unused_gpu(nvidia_smi_gpus(), torch.version.cuda)
         checks.append(
             Check(
                 "cuda",
-                None,
-                f"not available ({why}); running on CPU",
-                "on a GPU machine: pip install torch (a CUDA build), then make install",
+                False if seen and cfg.device != "cpu" else None,
+                f"not available ({why}); running on CPU" + (f"; but {seen[0]}" if seen else ""),
+                seen[1] if seen else "on a GPU machine: pip install torch (a CUDA build), then make install",
                 needed=cfg.device == "cuda",
             )
         )
     return checks
+
+
+# the oldest Linux driver each CUDA major runs on (NVIDIA's CUDA toolkit release notes, table 3)
+MIN_DRIVER = {12: 525, 13: 580}
+
+
+def nvidia_smi_gpus() -> list[tuple[str, str]]:
+    """(name, driver version) of each GPU nvidia-smi lists; [] without nvidia-smi or a driver."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return []
+    try:
+        out = subprocess.run(
+            [exe, "--query-gpu=name,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if out.returncode != 0:
+        return []
+    rows = [line.rsplit(",", 1) for line in out.stdout.splitlines() if "," in line]
+    return [(name.strip(), driver.strip()) for name, driver in rows]
+
+
+def unused_gpu(gpus: list[tuple[str, str]], torch_cuda: str | None) -> tuple[str, str] | None:
+    """(what is wrong, the fix) when nvidia-smi sees a GPU that this torch cannot use; None otherwise."""
+    if not gpus:
+        return None
+    name, driver = gpus[0]
+    seen = f"nvidia-smi sees {name} (driver {driver})"
+    if torch_cuda is None:
+        return f"{seen}: this torch is a CPU build", "pip install 'torch==2.13.*' (a CUDA 13 build), then make install"
+    major = int(torch_cuda.split(".")[0])
+    try:
+        driver_major = int(driver.split(".")[0])
+    except ValueError:
+        driver_major = 0
+    need = MIN_DRIVER.get(major)
+    if need is not None and driver_major < need:
+        return (
+            f"{seen}, too old for torch's CUDA {torch_cuda}",
+            f"CUDA {major} needs NVIDIA driver {need} or newer: update the driver",
+        )
+    return f"{seen}, which torch's CUDA {torch_cuda} does not see", "check CUDA_VISIBLE_DEVICES and the driver"
 
 
 def check_onnxruntime(cfg: DoctorConfig) -> list[Check]:
@@ -198,9 +249,26 @@ def check_nvcodec(probe_cuda: bool) -> list[Check]:
 
 
 def _probe_nvdec(nvc: ModuleType) -> str:
-    dec = nvc.CreateDecoder(gpuid=0, codec=nvc.cudaVideoCodec.H264, usedevicememory=True)
-    del dec
-    return "H.264 decoder created on GPU 0"
+    """Decode a real packet: PyNvVideoCodec creates the hardware decoder only at the first
+    sequence header, so constructing one proves nothing where the driver refuses NVDEC."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from streamswap.bench.media import make_video
+
+    with tempfile.TemporaryDirectory(prefix="streamswap-doctor-") as tmp:
+        clip = make_video(Path(tmp) / "probe.mp4", frames=4, size=(128, 96), distinct=2)
+        demuxer = nvc.CreateDemuxer(filename=str(clip))
+        decoder = nvc.CreateDecoder(
+            gpuid=0, codec=demuxer.GetNvCodecId(), cudacontext=0, cudastream=0, usedevicememory=True
+        )
+        frames = [f for packet in demuxer for f in decoder.Decode(packet)]
+        if not frames:
+            raise RuntimeError("NVDEC returned no frame for a 4-frame H.264 clip")
+        shape = tuple(torch.from_dlpack(frames[0]).shape)
+    return f"decoded {len(frames)} H.264 frames on GPU 0 (surface {shape[1]}x{shape[0]})"
 
 
 def _probe_nvenc(nvc: ModuleType) -> str:

@@ -96,6 +96,8 @@ def _open(job: Job, notice: Callable[[str], None] | None) -> tuple[_Opened, str 
         ),
         gpu=gpu,
     )
+    if notice and device.type == "cuda" and job.span is None and src.kind == "file" and src.choice.backend != "nvdec":
+        notice(f"decoding on the CPU: {src.choice.reason}")
     ranged = options.start_s > 0 or options.end_s is not None
     resume: ResumePlan | None = None
     try:
@@ -267,6 +269,7 @@ def run_job(
     report = SwapReport(engine=opened.engine.name, input=redact_url(job.target), output=redact_url(job.output))
     if message:
         report.notes.append(message)
+    report.backends = _backends(opened)
     graph = _graph(job, opened, report, _frames(job, opened, report, notice))
     if on_graph is not None:
         on_graph(graph)
@@ -277,4 +280,15 @@ def run_job(
         if opened.resume is not None:
             opened.resume.release()
         _finish(report, job, opened, graph, time.monotonic() - t0)
+        report.backends = _backends(opened)  # the encoder's, as it ended (NVENC may have refused to start)
     return report
+
+
+def _backends(opened: _Opened) -> dict[str, str]:
+    """Which backend runs each stage, and why ("pyav (forced by --decoder pyav)")."""
+    sink_choice = getattr(opened.sink, "choice", None)
+    return {
+        "decode": str(opened.src.choice),
+        **opened.session.backends,
+        "encode": str(sink_choice) if sink_choice is not None else "segments",
+    }

@@ -89,6 +89,8 @@ class SwapReport:
     elapsed_s: float = 0.0
     fps: float = 0.0
     notes: list[str] = field(default_factory=list)
+    # which backend ran each stage, and why: decode, analyse, swap, encode
+    backends: dict[str, str] = field(default_factory=dict)
     graph: dict[str, Any] | None = None
 
 

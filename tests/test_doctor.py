@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 
 def _doctor(cli, tmp_path: Path, *args: str, extra_path: Path | None = None):
     env = {"STREAMSWAP_HOME": str(tmp_path / "home")}
@@ -62,3 +64,48 @@ def test_doctor_reports_the_onnxruntime_clash(cli, tmp_path):
     assert clash["fatal"] and "both installed" in clash["detail"] and "pip uninstall -y onnxruntime" in clash["fix"]
     table = _doctor(cli, tmp_path, extra_path=fake)
     assert table.returncode == 1 and "BROKEN" in table.stdout and "both installed" in table.stdout
+
+
+def test_the_nvdec_check_decodes_a_real_packet():
+    """PyNvVideoCodec makes the hardware decoder at the first sequence header: the check must
+    decode, not just construct (run here against the FFmpeg-backed stand-in of PyNvVideoCodec)."""
+    from nvc_fakes import fake_nvc
+
+    from streamswap.doctor import _probe_nvdec
+
+    assert _probe_nvdec(fake_nvc()) == "decoded 4 H.264 frames on GPU 0 (surface 128x144)"
+
+    class Refusing:
+        def Decode(self, packet):
+            return []
+
+    silent = fake_nvc()
+    silent.CreateDecoder = lambda **kw: Refusing()
+    with pytest.raises(RuntimeError, match="NVDEC returned no frame"):
+        _probe_nvdec(silent)
+
+
+def test_doctor_says_when_nvidia_smi_sees_a_gpu_that_torch_cannot_use(cli, tmp_path):
+    """A real `nvidia-smi` on PATH (a script answering as a driver would) beside this CPU torch."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'NVIDIA H100 80GB HBM3, 550.54.15'\n")
+    smi.chmod(0o755)
+    env = {"STREAMSWAP_HOME": str(tmp_path / "home"), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    result = cli("doctor", "--json", env=env)
+    cuda = _by_area(json.loads(result.stdout))["cuda"]
+    assert cuda["ok"] is False and "CPU build" in cuda["detail"], cuda
+    assert "nvidia-smi sees NVIDIA H100 80GB HBM3 (driver 550.54.15)" in cuda["detail"]
+    assert "torch==2.13.*" in cuda["fix"]
+    assert result.returncode == 0  # --device auto: a finding, not a failure (CPU still works)
+
+
+def test_the_driver_cuda_13_needs_is_named():
+    from streamswap.doctor import unused_gpu
+
+    old = unused_gpu([("NVIDIA H200", "550.54.15")], "13.0")
+    assert old == ("nvidia-smi sees NVIDIA H200 (driver 550.54.15), too old for torch's CUDA 13.0",
+                   "CUDA 13 needs NVIDIA driver 580 or newer: update the driver")
+    assert "does not see" in unused_gpu([("NVIDIA H200", "580.95.05")], "13.0")[0]
+    assert unused_gpu([], "13.0") is None

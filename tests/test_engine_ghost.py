@@ -58,6 +58,8 @@ def test_ghost_engine_runs_the_swap_graph_end_to_end(shared_data, tmp_path, part
                           preset="ultrafast")
     report = swap_video(options, str(clip), str(out), models=ghost_models(parts))
     assert report.engine == "ghost" and report.frames == 20 and report.frames_swapped > 0
+    assert report.backends["analyse"].startswith("SCRFD on CPUExecutionProvider, 2d106 on"), report.backends
+    assert report.backends["swap"] == "AEI-Net on cpu" and report.backends["decode"].startswith("pyav")
     assert video_facts(out)["frames"] == 20 and audio_packets(out) == audio_packets(clip)
     # the generator saw batches of aligned 256 crops in [-1, 1] and the source identity
     shapes = {(tuple(x[1:]), tuple(z[1:])) for x, z, _, _ in parts.generator.seen}

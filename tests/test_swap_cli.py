@@ -45,6 +45,11 @@ def test_video_swap_keeps_frames_audio_and_marks_the_output_synthetic(nggyup_swa
     with av.open(str(out)) as c:
         assert SYNTHETIC in c.metadata.get("comment", "")
     assert report["engine"] == "lite" and report["frames_swapped"] >= 0.9 * report["frames"]
+    # which backend ran each stage, and why (a CPU job: PyAV in, libx264 out)
+    backends = report["backends"]
+    assert list(backends) == ["decode", "analyse", "swap", "encode"], backends
+    assert backends["decode"].startswith("pyav (") and backends["encode"].startswith("x264 ("), backends
+    assert "dlib" in backends["analyse"]
 
 
 def test_video_swap_changes_the_face_and_not_the_background(nggyup_swap):

@@ -207,3 +207,19 @@ def test_nvenc_that_fails_to_start_falls_back_to_x264_and_says_so(tmp_path):
     sink.close(None)
     assert video_facts(tmp_path / "out.mp4")["frames"] == 10
     assert sink.report.encoder == "x264" and "NV_ENC_ERR_UNSUPPORTED_DEVICE" in sink.report.notes[0]
+
+
+def test_a_forced_nvenc_that_fails_to_start_stops_with_one_line_and_leaves_no_output(tmp_path):
+    src_path = make_video(tmp_path / "in.mp4", frames=4, size=(64, 48))
+    src = PyAVFileSource(str(src_path), SourceOptions(), BackendChoice("pyav", "t"))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("NV_ENC_ERR_UNSUPPORTED_DEVICE")
+
+    sink = FileSink(tmp_path / "out.mp4", src.info, EncodeSettings(preset="ultrafast"),
+                    BackendChoice("nvenc", "forced by --encoder nvenc"), nvenc_factory=broken)
+    frame = next(iter(src))
+    with pytest.raises(InputError, match=r"^--encoder nvenc: NVENC failed to start .*UNSUPPORTED_DEVICE.*x264"):
+        sink.write(frame)
+    sink.close(InputError("stopped"))
+    assert not (tmp_path / "out.mp4").exists()

@@ -144,6 +144,8 @@ class EngineSession:
     targets: np.ndarray | None
     threshold: float
     tracker: TrackerOverrides = field(default_factory=TrackerOverrides)
+    # what runs the analyse and swap stages, for the job's report ({"analyse": ..., "swap": ...})
+    backends: dict[str, str] = field(default_factory=dict)
 
 
 class Engine(Protocol):

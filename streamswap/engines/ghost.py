@@ -449,11 +449,14 @@ class GhostEngine:
     def session(self, models: EngineModels, identity: SourceIdentity, options: SwapOptions) -> EngineSession:
         parts: GhostParts = models.nets
         device = parts.identity.device
+        faces = f"SCRFD on {parts.detector.runner.provider}, 2d106 on {parts.landmarker.runner.provider}"
+        sr = ", SR" if parts.super_resolution is not None else ""
         return EngineSession(
             GhostAnalyser(parts),
             [GhostSwapper(parts, e.to(device)) for e in identity.sources],
             identity.targets,
             threshold_of(self, options),
+            backends={"analyse": f"{faces}, ArcFace on {device}", "swap": f"AEI-Net{sr} on {device}"},
         )
 
 

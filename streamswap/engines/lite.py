@@ -364,6 +364,7 @@ class LiteEngine:
             identity.targets,
             threshold_of(self, options),
             self.defaults.tracker.copy(),
+            backends={"analyse": "dlib HOG detector and 68 landmarks on the CPU", "swap": "piecewise-affine warp"},
         )
 
 

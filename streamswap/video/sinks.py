@@ -329,7 +329,10 @@ class FileSink:
                     gop=self.settings.gop or 250,
                 )
             except Exception as exc:  # noqa: BLE001 - the probe said yes, the driver said no: still encode
-                why = f"NVENC failed to start ({type(exc).__name__}: {exc}); used CPU libx264 instead"
+                failure = f"NVENC failed to start ({type(exc).__name__}: {exc})"
+                if self.choice.reason.startswith("forced"):  # --encoder nvenc: no silent fallback
+                    raise InputError(f"--encoder nvenc: {failure}; use --encoder x264 or auto") from None
+                why = f"{failure}; used CPU libx264 instead"
                 log.warning(why)
                 self.report.notes.append(why)
                 self.choice = BackendChoice("x264", why)
