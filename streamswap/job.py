@@ -92,7 +92,7 @@ def _open(job: Job, notice: Callable[[str], None] | None) -> tuple[_Opened, str 
             pace=job.live,
             max_frames=job.max_frames,
             transport=job.rtsp_transport,
-            decoder="pyav" if job.span else "auto",
+            decoder="pyav" if job.span else options.decoder,
         ),
         gpu=gpu,
     )
@@ -110,6 +110,8 @@ def _open(job: Job, notice: Callable[[str], None] | None) -> tuple[_Opened, str 
         if job.span is None and not (job.live or src.live):
             resume = _plan_resume(job, engine, src, device, gpu)
         if resume is not None and resume.span.seek is not None and not isinstance(src, Seekable):
+            if options.decoder == "nvdec":
+                raise InputError("--decoder nvdec cannot resume mid-file (it does not seek); use --decoder auto")
             src.close()  # resuming seeks by demuxing, which the NVDEC source cannot: PyAV decodes
             src = open_source(job.target, SourceOptions(device=str(device), decoder="pyav"), gpu=gpu)
         sink = _open_output(job, src, device, gpu, resume)

@@ -33,13 +33,16 @@ class SwapOptions:
     jobs of at least `ResumeSettings.min_s`; see streamswap.resume); segment_s: the length of a
     resumable job's segments (None: `ResumeSettings.segment_s`); face_runtime: how the ghost
     engine runs its ONNX face models (auto: torch via onnx2torch on CUDA, onnxruntime on the
-    CPU; or torch, onnxruntime)."""
+    CPU; or torch, onnxruntime); decoder: auto (NVDEC where the stream and the GPU allow it, else
+    PyAV, with a notice), pyav, or nvdec (or a one-line error)."""
 
     def __post_init__(self) -> None:
         if self.start_s < 0 or (self.end_s is not None and self.end_s <= self.start_s):
             raise InputError(f"--start {self.start_s} / --end {self.end_s}: need 0 <= start < end")
         if self.face_runtime not in ("auto", "torch", "onnxruntime"):
             raise InputError(f"--face-runtime {self.face_runtime!r}: choose auto, torch or onnxruntime")
+        if self.decoder not in ("auto", "pyav", "nvdec"):
+            raise InputError(f"--decoder {self.decoder!r}: choose auto, pyav or nvdec")
 
     sources: tuple[str, ...]
     target_faces: tuple[str, ...] = ()
@@ -63,6 +66,7 @@ class SwapOptions:
     resume: bool | None = None
     segment_s: float | None = None
     face_runtime: str = "auto"
+    decoder: str = "auto"
 
 
 @dataclass

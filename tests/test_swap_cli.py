@@ -170,6 +170,11 @@ def test_errors_are_one_line_and_leave_nothing_behind(shared_data, tmp_path, cli
          "--start/--end apply to video files only"),
         (["-s", mark, "-t", video, "-o", str(out), "--generator", str(tmp_path / "G_mine.pth")],
          "generator file not found"),
+        # no silent fallback: a forced decoder or device works or says why not
+        (["-s", mark, "-t", video, "-o", str(out), "--decoder", "nvdec"],
+         "--decoder nvdec is not possible: no CUDA device; use --decoder pyav"),
+        (["-s", mark, "-t", video, "-o", str(out), "--decoder", "ffmpeg"], "choose auto, pyav or nvdec"),
+        (["-s", mark, "-t", video, "-o", str(out), "--device", "cuda"], "cuda"),
     ]
     for args, expected in cases:
         _one_line_error(cli("swap", "--engine", "lite", *args), expected)

@@ -117,6 +117,9 @@ def swap(
         "at the same size, for less than half its CPU time.",
     ),
     encoder: str = typer.Option("auto", help="auto, x264 or nvenc."),
+    decoder: str = typer.Option(
+        "auto", help="auto (NVDEC where the stream and GPU allow, else PyAV, with a notice), pyav or nvdec."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display or summary."),
@@ -162,6 +165,7 @@ def swap(
         crf=crf,
         preset=preset,
         encoder=encoder,
+        decoder=decoder,
         overwrite=overwrite,
         blocks=blocks,
         sr=sr,
