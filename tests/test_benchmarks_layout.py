@@ -151,17 +151,42 @@ def test_transcode_compares_the_graph_with_the_bare_loops(clip: Path, tmp_path: 
     assert json.loads(capsys.readouterr().out) == report == json.loads((tmp_path / "t.json").read_text())
 
 
-def test_gpu_video_check_runs_what_this_machine_has(clip: Path, tmp_path: Path):
-    import torch
+@pytest.mark.timeout(300)  # the whole device suite, small: NVDEC/format clips, a ghost job, the baseline pair
+def test_the_gpu_suite_dry_run_runs_every_section_on_the_cpu(tmp_path: Path):
+    """benchmarks/gpu_suite.py --device cpu --quick, as a user starts it: every section runs (the
+    GPU-only measurements are recorded as such), so the script the device runs cannot rot."""
+    import subprocess
+    import sys
 
-    from streamswap.bench import gpu_video_check
+    out = tmp_path / "suite"
+    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_suite.py"), "--device", "cpu", "--quick",
+                          "--out", str(out)], capture_output=True, text=True, timeout=280, check=False)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    report = json.loads((out / "gpu_suite_all.json").read_text())
+    assert report["ok"] and report["failed"] == [] and json.loads(run.stdout) == report
+    assert report["preflight"]["skipped"] == "dry run on the CPU" and "libnvcuvid.so.1" in report["preflight"]["libraries"]
+    assert report["nvdec_vs_pyav"]["ok"] and report["nvdec_vs_pyav"]["frames"] == 24
+    clips = report["format_matrix"]["clips"]
+    assert set(clips) == {"h264_odd_size", "h264_444", "hevc_444", "hevc_main10", "h264_high10", "h264_rotated",
+                          "h264_raw_no_pts"}
+    assert all(c["ok"] and c["frames"] == 6 and c["pts_equal"] for c in clips.values()), clips
+    assert "Main 10 yuv420p10le" in clips["hevc_main10"]["facts"] and "321x181" in clips["h264_odd_size"]["facts"]
+    ghost = report["ghost"]
+    assert ghost["ok"] and ghost["frames"] == 8 and ghost["faces"] >= 8 and ghost["fps"] > 0
+    assert [s["name"] for s in ghost["stages"]] == ["decode", "analyse", "track", "swap", "encode"]
+    assert ghost["cuda_syncs"] is None  # counted only under CUDA's sync debug mode
+    assert report["generator"]["ok"] and report["generator"]["results"][0]["faces_per_s"] > 0
+    assert report["baseline"]["ok"] and report["baseline"]["isolated"] is False
 
-    out = tmp_path / "gpu.json"
-    assert gpu_video_check.main(["--video", str(clip), "--out", str(out)]) == 0
-    report = json.loads(out.read_text())
-    assert report["ok"] and report["pyav"]["frames"] == 20 and report["transcode_cpu"]["frames_out"] == 20
-    if not torch.cuda.is_available():
-        assert report["transcode_cuda_auto"] == {"skipped": "no CUDA device"}
+
+def test_the_gpu_suite_fails_on_a_gpu_machine_when_a_gpu_path_skipped_or_fell_back():
+    from streamswap.bench.gpu_suite import Sections
+
+    sections = Sections()
+    sections.report.update(environment={"x": 1}, preflight={"ok": True}, nvdec_vs_pyav={"ok": True, "fell_back": True},
+                           ghost={"skipped": "no kornia"}, generator={"ok": False})
+    assert sections.failures(gpu_present=True) == ["nvdec_vs_pyav", "ghost", "generator"]
+    assert sections.failures(gpu_present=False) == ["generator"]
 
 
 def test_live_rss_clip_slides_each_face_in_and_out():

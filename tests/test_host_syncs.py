@@ -194,17 +194,10 @@ def test_crops_and_paste_back_from_host_matrices_match_the_device_path_without_a
 
 
 def _blobs(n: int, r: int = 40) -> np.ndarray:
-    """A 640x360 grey picture with n skin-coloured ellipses on a 3x2 grid: n faces for the
-    stand-in SCRFD (its score head responds to skin colours)."""
-    from PIL import Image, ImageDraw
+    """n faces for the stand-in SCRFD on a 640x360 picture (`bench.media.face_blobs`)."""
+    from streamswap.bench.media import face_blobs
 
-    img = Image.new("RGB", (640, 360), (90, 90, 90))
-    draw = ImageDraw.Draw(img)
-    for k in range(n):
-        row, col = divmod(k, 3)
-        cx, cy = 110 + col * 210, 90 + row * 180
-        draw.ellipse([cx - r, cy - 1.25 * r, cx + r, cy + 1.25 * r], fill=(210, 150, 120))
-    return np.asarray(img)
+    return face_blobs(n, (640, 360), r)
 
 
 @pytest.mark.timeout(180)  # two 16-frame ghost jobs with stand-in networks under the audit

@@ -6,5 +6,5 @@ device, versions and settings (`report.environment`).
 The measurements behind the scripts in benchmarks/ (each a thin command line over a `main(argv)`
 here): face detection (`detect`), the generator alone (`generator`), keypoint jitter of tracks
 (`jitter`), the lite engine end to end (`lite_swap`), a training step (`train_step`), transcode
-overhead (`transcode`), a live job's memory (`live_rss`) and the GPU video check
-(`gpu_video_check`). Their inputs (`media`) and timing loops (`timing`) are shared."""
+overhead (`transcode`), a live job's memory (`live_rss`) and the GPU device suite
+(`gpu_suite`). Their inputs (`media`) and timing loops (`timing`) are shared."""

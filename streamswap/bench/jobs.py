@@ -261,11 +261,23 @@ def run_isolated(spec: JobSpec) -> dict[str, Any]:
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def compare(spec: JobSpec) -> dict[str, Any]:
+def run_here(spec: JobSpec) -> dict[str, Any]:
+    """Run `spec` in this process (peak memories are then the process's, not the job's)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = dataclasses.replace(spec, out=spec.out or str(Path(tmp) / "out.mp4"))
+        with MemorySampler() as memory:
+            result = run_pipeline(spec) if spec.kind == "pipeline" else run_baseline(spec)
+    result.update(peak_anon_mib=memory.peak_anon_mib, memory_timeline=memory.summary())
+    return result
+
+
+def compare(spec: JobSpec, *, isolated: bool = True) -> dict[str, Any]:
     """StreamSwap vs the baseline on the same input, models and device: speed and peak-memory
-    ratios (> 1 speed: StreamSwap faster; < 1 memory: StreamSwap smaller)."""
-    base = run_isolated(dataclasses.replace(spec, kind="baseline", out=""))
-    ours = run_isolated(dataclasses.replace(spec, kind="pipeline", out=""))
+    ratios (> 1 speed: StreamSwap faster; < 1 memory: StreamSwap smaller). isolated: each job in
+    a fresh process (else in this one: a dry run, whose memory ratios mean nothing)."""
+    run = run_isolated if isolated else run_here
+    base = run(dataclasses.replace(spec, kind="baseline", out=""))
+    ours = run(dataclasses.replace(spec, kind="pipeline", out=""))
     ratios = {
         "speed_ratio": ours["fps"] / base["fps"],
         "memory_ratio": ours["peak_rss_mib"] / base["peak_rss_mib"],
@@ -278,11 +290,7 @@ def compare(spec: JobSpec) -> dict[str, Any]:
 
 
 def main() -> None:
-    spec = JobSpec(**json.loads(sys.argv[1]))
-    with MemorySampler() as memory:
-        result = run_pipeline(spec) if spec.kind == "pipeline" else run_baseline(spec)
-    result.update(peak_anon_mib=memory.peak_anon_mib, memory_timeline=memory.summary())
-    print(json.dumps(result))
+    print(json.dumps(run_here(JobSpec(**json.loads(sys.argv[1])))))
 
 
 if __name__ == "__main__":

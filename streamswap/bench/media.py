@@ -105,6 +105,21 @@ def pattern(w: int, h: int, i: int) -> np.ndarray:
     return img
 
 
+def face_blobs(n: int, size: tuple[int, int] = (640, 360), r: int = 40) -> np.ndarray:
+    """A grey (h, w, 3) uint8 picture with n skin-coloured ellipses on a 3-wide grid: n faces for
+    the stand-in SCRFD, whose score head responds to skin colours. size: (width, height); the
+    grid's cells are 210 x 180 pixels at 640x360 and scale with the size."""
+    w, h = size
+    sx, sy = w / 640, h / 360
+    img = np.full((h, w, 3), 90, np.uint8)
+    yy, xx = np.mgrid[0:h, 0:w]
+    for k in range(n):
+        row, col = divmod(k, 3)
+        cx, cy, rx, ry = (110 + col * 210) * sx, (90 + row * 180) * sy, r * sx, 1.25 * r * sy
+        img[((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1] = (210, 150, 120)
+    return img
+
+
 def make_video(
     path: Path,
     *,
@@ -196,4 +211,4 @@ def make_video(
     return path
 
 
-__all__ = ["make_video", "pattern", "sample_video_frames", "scaled_loop"]
+__all__ = ["face_blobs", "make_video", "pattern", "sample_video_frames", "scaled_loop"]
