@@ -89,15 +89,11 @@ def nv12_to_rgb(
     return surface_to_rgb(nv12, "nv12", height, width, matrix=matrix, full_range=full_range)
 
 
-def rgb_to_nv12(rgb: torch.Tensor, *, matrix: str | None = None, full_range: bool = False) -> torch.Tensor:
-    """RGB -> NV12 (the input format of NVENC).
-
-    rgb: (H, W, 3) uint8 with even H and W, any device.
-    Returns (H * 3 // 2, W) uint8 on the same device; chroma is the mean of each 2x2 block.
-    """
+def _yuv420_planes(rgb: torch.Tensor, matrix: str | None, full_range: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Y (H, W), UV (2, H/2, W/2)) float at 8-bit levels; chroma is the mean of each 2x2 block."""
     h, w, _ = rgb.shape
     if h % 2 or w % 2:
-        raise ValueError(f"NV12 needs even sizes, got {w}x{h}")
+        raise ValueError(f"4:2:0 needs even sizes, got {w}x{h}")
     m = torch.linalg.inv(_rgb_from_yuv_matrix(matrix, rgb.device))
     yuv = rgb.float() @ m.T  # (H, W, 3): Y in 0..255, U/V in -127.5..127.5
     if full_range:
@@ -106,7 +102,31 @@ def rgb_to_nv12(rgb: torch.Tensor, *, matrix: str | None = None, full_range: boo
     else:
         y = yuv[..., 0] * (219.0 / 255.0) + 16.0
         uv = yuv[..., 1:] * (224.0 / 255.0) + 128.0
-    uv = F.avg_pool2d(uv.permute(2, 0, 1).unsqueeze(0), 2)[0]  # (2, H/2, W/2)
-    uv = uv.permute(1, 2, 0).reshape(h // 2, w)  # interleaved U, V
-    out = torch.cat([y, uv], dim=0)
-    return out.round_().clamp_(0, 255).to(torch.uint8)
+    return y, F.avg_pool2d(uv.permute(2, 0, 1).unsqueeze(0), 2)[0]
+
+
+def _levels(t: torch.Tensor) -> torch.Tensor:
+    return t.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def rgb_to_yuv420(rgb: torch.Tensor, *, matrix: str | None = None, full_range: bool = False) -> torch.Tensor:
+    """RGB -> planar YUV 4:2:0, what x264 takes (FFmpeg's yuv420p).
+
+    rgb: (H, W, 3) uint8 with even H and W, any device. Returns (H * 3 // 2, W) uint8 on the same
+    device, laid out as PyAV's yuv420p arrays: the Y plane, then U's and V's (H/2, W/2) samples
+    flat, row after row. Chroma is the mean of each 2x2 block. Within 1 level of swscale on real
+    frames (Y max 1, U/V p99 1)."""
+    h, w, _ = rgb.shape
+    y, uv = _yuv420_planes(rgb, matrix, full_range)
+    return _levels(torch.cat([y, uv.reshape(h // 2, w)], dim=0))
+
+
+def rgb_to_nv12(rgb: torch.Tensor, *, matrix: str | None = None, full_range: bool = False) -> torch.Tensor:
+    """RGB -> NV12 (the input format of NVENC).
+
+    rgb: (H, W, 3) uint8 with even H and W, any device.
+    Returns (H * 3 // 2, W) uint8 on the same device; chroma is the mean of each 2x2 block.
+    """
+    h, w, _ = rgb.shape
+    y, uv = _yuv420_planes(rgb, matrix, full_range)
+    return _levels(torch.cat([y, uv.permute(1, 2, 0).reshape(h // 2, w)], dim=0))  # U, V interleaved

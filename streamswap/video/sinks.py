@@ -24,7 +24,7 @@ import os
 import socket
 import sys
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import av
+import numpy as np
 import torch
 
 from streamswap.errors import InputError
@@ -88,6 +89,10 @@ class EncodeSettings:
     threads: int = 0
     gop: int | None = None
     max_lookahead: int | None = 20
+    # where RGB -> YUV 4:2:0 happens for x264: None: on the frames' device (a GPU's frames are
+    # converted there and cross to the host at half the bytes, through a ring of pinned buffers),
+    # True: in torch whatever the device (how the tests walk the GPU's code), False: swscale
+    yuv_in_torch: bool | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.crf <= 51:
@@ -147,14 +152,76 @@ class _X264Writer:
         self.stream = s
         self._colorspace = info.colorspace
 
+        self._yuv_in_torch = settings.yuv_in_torch
+        self._ring: YuvRing | None = None
+
     def encode(self, img: torch.Tensor, pts: int, time_base: Fraction) -> list[av.Packet]:
+        if self._yuv_in_torch is None:
+            self._yuv_in_torch = img.device.type != "cpu"
+        if self._yuv_in_torch:
+            if self._ring is None:
+                self._ring = YuvRing(img.shape[0], img.shape[1], img.device, matrix=self._colorspace)
+            self._ring.put(img, pts, time_base)
+            return self._encode_ready(keep=1)  # the newest frame's copy runs on while the older ones encode
         vf = av.VideoFrame.from_ndarray(img.cpu().numpy(), format="rgb24")
         vf = vf.reformat(format="yuv420p", dst_colorspace=self._colorspace, dst_color_range="MPEG")
         vf.pts, vf.time_base = pts, time_base
         return list(self.stream.encode(vf))
 
+    def _encode_ready(self, keep: int) -> list[av.Packet]:
+        packets: list[av.Packet] = []
+        assert self._ring is not None
+        for yuv, pts, time_base in self._ring.take(keep):
+            vf = av.VideoFrame.from_ndarray(yuv, format="yuv420p")  # copies: the ring's buffer is free again
+            vf.pts, vf.time_base = pts, time_base
+            if self._colorspace:
+                vf.colorspace = self.stream.codec_context.colorspace
+            vf.color_range = 1
+            packets += self.stream.encode(vf)
+        return packets
+
     def flush(self) -> list[av.Packet]:
-        return list(self.stream.encode(None))
+        held = self._encode_ready(keep=0) if self._ring is not None else []
+        return held + list(self.stream.encode(None))
+
+
+class YuvRing:
+    """RGB frames on a device -> YUV 4:2:0 on that device (`color.rgb_to_yuv420`, BT.601/709
+    limited range as x264 is told), copied without blocking into a few host buffers, pinned when
+    the device is a GPU; each copy is waited for (its CUDA event) only when its frame is taken.
+
+    put((H, W, 3) uint8 on the device, pts, time_base); take(keep) -> the oldest frames but the
+    `keep` newest, as ((H * 3 // 2, W) uint8 numpy yuv420p, pts, time_base), in order."""
+
+    def __init__(self, height: int, width: int, device: torch.device, *, matrix: str | None, slots: int = 3) -> None:
+        pinned = device.type == "cuda"
+        self._buffers = [
+            torch.empty((height * 3 // 2, width), dtype=torch.uint8, pin_memory=pinned) for _ in range(slots)
+        ]
+        self._events = [torch.cuda.Event() if pinned else None for _ in range(slots)]
+        self._device, self._matrix = device, matrix
+        self._held: deque[tuple[int, int, Fraction]] = deque()
+        self._next = 0
+
+    def put(self, rgb: torch.Tensor, pts: int, time_base: Fraction) -> None:
+        from streamswap.video.color import rgb_to_yuv420
+
+        if len(self._held) == len(self._buffers):
+            raise RuntimeError("YuvRing: every buffer is still held; take frames before putting more")
+        slot, self._next = self._next, (self._next + 1) % len(self._buffers)
+        self._buffers[slot].copy_(rgb_to_yuv420(rgb, matrix=self._matrix), non_blocking=True)
+        event = self._events[slot]
+        if event is not None:
+            event.record(torch.cuda.current_stream(self._device))
+        self._held.append((slot, pts, time_base))
+
+    def take(self, keep: int) -> Iterator[tuple[np.ndarray, int, Fraction]]:
+        while len(self._held) > keep:
+            slot, pts, time_base = self._held.popleft()
+            event = self._events[slot]
+            if event is not None:
+                event.synchronize()  # this frame's copy only, not the device
+            yield self._buffers[slot].numpy(), pts, time_base
 
 
 class _AnnexBWriter:
