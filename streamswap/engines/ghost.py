@@ -243,6 +243,7 @@ def assemble_ghost_parts(
 ) -> GhostParts:
     """GhostParts from loaded (or random-initialised) networks: IResNet float32, the generator
     prepared for inference (fp16 + channels_last on CUDA, optionally compiled), SR in GHOST's mode."""
+    from streamswap.models.buckets import in_buckets
     from streamswap.models.inference import InferenceSettings, prepare_generator, prepare_sr, run_generator
 
     identity = TorchArcFace(identity_net, device, fp16=False)
@@ -250,7 +251,8 @@ def assemble_ghost_parts(
     net = prepare_generator(generator_net, settings)
 
     def generator(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return run_generator(net, x, z, settings)
+        # a bounded set of batch shapes for cuDNN's autotuner and compile (on a GPU, or compiled)
+        return in_buckets(lambda a, b: run_generator(net, a, b, settings), x, z, enabled=x.is_cuda or compile)
 
     super_resolution = None
     if sr_net is not None:

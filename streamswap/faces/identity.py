@@ -30,6 +30,7 @@ from streamswap.faces.onnx_runtime import (
     model_node_names,
 )
 from streamswap.faces.records import FaceBatch
+from streamswap.models.buckets import in_buckets
 
 GHOST_MATCH_THRESHOLD = 0.15
 RECOGNISER_SIGNATURE = OnnxSignature(
@@ -115,7 +116,7 @@ class TorchArcFace:
         x = (crops.float().to(self.device) / 255.0 - 0.5) / 0.5
         x = F.interpolate(x, size=(112, 112), mode="bilinear", align_corners=True)
         with torch.inference_mode():
-            out = self.module(x.to(self.dtype)).float()
+            out = in_buckets(self.module, x.to(self.dtype)).float()
         return F.normalize(out, dim=1) if normalise else out
 
     def embed(self, frames: torch.Tensor, faces: FaceBatch) -> torch.Tensor:

@@ -26,6 +26,7 @@ from streamswap.faces.onnx_runtime import (
     model_node_names,
 )
 from streamswap.faces.records import FaceBatch
+from streamswap.models.buckets import in_buckets
 from streamswap.transfer import all_like_device, to_device
 
 CROP = 192
@@ -129,7 +130,7 @@ class Landmark106:
         """2d106 on the crops of `plan` -> (K, 106, 2) float32 through `inv` (crop -> frame)."""
         # crops are rounded to uint8 levels, as the crop insightface feeds is a uint8 image
         crops = cut_crops(frames, plan, shifted, (CROP, CROP)).round_()
-        pred = self.runner((crops - self.mean) / self.std)[0].reshape(len(crops), -1, 2)[:, -106:]
+        pred = in_buckets(self.runner, (crops - self.mean) / self.std)[0].reshape(len(crops), -1, 2)[:, -106:]
         return transform_points((pred + 1) * (CROP // 2), inv).float()
 
     def __call__(self, frames: torch.Tensor, faces: FaceBatch) -> FaceBatch:
