@@ -27,6 +27,7 @@ from streamswap.redact import redact_data, redact_url
 from streamswap.stream import Graph, GraphStats, Sink, Source
 from streamswap.stream.host_syncs import HostSyncAudit, audited
 from streamswap.stream.metrics import cuda_memory_probe
+from streamswap.stream.streams import streams_for
 from streamswap.tracking import TrackerSettings
 from streamswap.video.nv import GpuProbe, choose_encoder, gpu_for
 from streamswap.video.outputs import OutputOptions, VideoSink, open_sink, output_kind
@@ -220,6 +221,7 @@ def _graph(job: Job, opened: _Opened, report: SwapReport, frames: Iterator[Frame
         Sink("encode", sink.write, sink.close, queue_size=2 if live else settings.queue_size),
         mode="live" if live else "file",
         gpu_memory=cuda_memory_probe(device),
+        streams=streams_for(device),  # on a GPU each stage on its own stream, events between them
     )
 
 

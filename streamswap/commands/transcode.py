@@ -117,6 +117,7 @@ def transcode(
 
     from streamswap.stream import Fault, Graph, Sink, Source
     from streamswap.stream.metrics import cuda_memory_probe
+    from streamswap.stream.streams import streams_for
     from streamswap.video.nv import gpu_for
     from streamswap.video.outputs import OutputOptions, open_sink
     from streamswap.video.sinks import EncodeSettings
@@ -165,6 +166,7 @@ def transcode(
         mode="live" if src.live else "file",
         fault=injected,
         gpu_memory=cuda_memory_probe(dev),
+        streams=streams_for(dev),
     )
 
     total = src.info.frames if not src.live else None

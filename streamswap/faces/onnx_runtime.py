@@ -201,19 +201,21 @@ class OrtRunner(_RunnerBase):
         options.intra_op_num_threads = threads
         options.log_severity_level = 3
         providers: list[Any] = ["CPUExecutionProvider"]
-        self._stream: int | None = None
+        self._stream: torch.cuda.Stream | None = None
         if device.type == "cuda":
             if "CUDAExecutionProvider" in ort.get_available_providers():
                 if hasattr(ort, "preload_dlls"):
                     ort.preload_dlls()
-                self._stream = torch.cuda.current_stream(device).cuda_stream
+                # a stream of its own: onnxruntime reads a user_compute_stream of "0" (the legacy
+                # default stream) as "none given", and the caller's stream is not known yet
+                self._stream = torch.cuda.Stream(device)
                 providers = [
                     (
                         "CUDAExecutionProvider",
                         {
                             "device_id": device.index or 0,
                             "cudnn_conv_algo_search": "HEURISTIC",  # EXHAUSTIVE re-tunes on every new shape
-                            "user_compute_stream": str(self._stream),
+                            "user_compute_stream": str(self._stream.cuda_stream),
                         },
                     ),
                     "CPUExecutionProvider",
@@ -231,6 +233,8 @@ class OrtRunner(_RunnerBase):
         self.output_names = [o.name for o in self.session.get_outputs()]
         self._quiet = ort.RunOptions()
         self._quiet.log_severity_level = 4
+        self._async = ort.RunOptions()  # the IOBinding run: ordered by streams, not by a host wait
+        self._async.add_run_config_entry("disable_synchronize_execution_providers", "1")
 
     def _run(self, x: torch.Tensor, quiet: bool = False) -> list[torch.Tensor]:
         if self.io_binding and x.is_cuda and self.item_shapes:
@@ -250,12 +254,14 @@ class OrtRunner(_RunnerBase):
         binding.bind_input(self.input_name, "cuda", x.device.index or 0, np.float32, tuple(x.shape), x.data_ptr())
         for name, out in zip(self.output_names, outs, strict=True):
             binding.bind_output(name, "cuda", out.device.index or 0, np.float32, tuple(out.shape), out.data_ptr())
+        # ORT runs on its own stream: it waits for the caller's work on x, the caller for ORT's on
+        # the outputs, both on the device; ORT does not wait for the device itself (run option)
+        assert self._stream is not None  # io_binding implies the CUDA provider and its stream
         current = torch.cuda.current_stream(x.device)
-        if current.cuda_stream != self._stream:
-            current.synchronize()  # ORT runs on the stream it was created with
-        self.session.run_with_iobinding(binding)
-        if current.cuda_stream != self._stream:
-            torch.cuda.synchronize(x.device)
+        self._stream.wait_stream(current)
+        x.record_stream(self._stream)
+        self.session.run_with_iobinding(binding, self._async)
+        current.wait_stream(self._stream)
         return outs
 
 

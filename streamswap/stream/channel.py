@@ -21,11 +21,14 @@ class Envelope:
     seq: position in the stream (0, 1, 2, ...), assigned when the item leaves the first channel,
         so frames a live source drops leave no gaps. The sink writes in `seq` order.
     t_source: `time.monotonic()` when the source produced the item (for latency).
+    ready: what the consumer waits for before using the item on a device (a CUDA event recorded
+        by the producer's stream, see `stream.streams`); None on the CPU.
     """
 
     seq: int
     t_source: float
     item: Any
+    ready: Any = None
 
 
 class Channel:

@@ -35,6 +35,7 @@ from streamswap.stream.stage import (
     StageRunner,
     StopPipeline,
 )
+from streamswap.stream.streams import NoStreams, StageStreams
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ class Graph:
     fault: make a stage fail on purpose (see `Fault`, `STREAMSWAP_FAULT`).
     gpu_memory: optional function returning (allocated MiB, peak MiB), sampled into the stats.
     stop_timeout_s: how long to wait for threads to leave after an abort before giving up on them.
+    streams: how the threads use device streams (`stream.streams`: a CUDA stream each, events
+    between them); default none (the CPU).
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class Graph:
         fault: Fault | None = None,
         gpu_memory: Callable[[], tuple[float, float]] | None = None,
         stop_timeout_s: float = 5.0,
+        streams: StageStreams | None = None,
     ) -> None:
         if mode not in ("file", "live"):
             raise ValueError(f"unknown flow mode {mode!r}")
@@ -83,6 +87,7 @@ class Graph:
             raise ValueError(f"stage names must be unique: {names}")
         self.mode: str = mode
         self.fault = fault
+        self.streams: StageStreams = streams or NoStreams()
         self._gpu_memory = gpu_memory
         self._stop_timeout = stop_timeout_s
         self._lock = threading.Lock()

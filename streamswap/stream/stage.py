@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from streamswap.stream.channel import Channel, Envelope, Stopped
 from streamswap.stream.metrics import StageMeter
+from streamswap.stream.streams import StageStreams
 
 FAULT_ENV = "STREAMSWAP_FAULT"
 
@@ -121,6 +122,7 @@ class Control(Protocol):
 
     mode: str
     fault: Fault | None
+    streams: StageStreams
 
     def fail(self, stage: str, item: int | None, exc: BaseException) -> None: ...
 
@@ -166,9 +168,14 @@ class SourceRunner(_Runner):
         self._spawn(self._run)
 
     def _run(self) -> None:
+        with self.control.streams.enter():
+            self._read()
+
+    def _read(self) -> None:
         count = 0
         live = self.control.mode == "live"
         fault = self.control.fault
+        streams = self.control.streams
         try:
             it = iter(self.spec.items)
             while not self.control.stop_requested():
@@ -180,7 +187,7 @@ class SourceRunner(_Runner):
                 t1 = time.monotonic()
                 if fault:
                     fault.check(self.name, count)
-                dropped = self.out.put(Envelope(-1, t1, item), drop_oldest=live)
+                dropped = self.out.put(Envelope(-1, t1, item, streams.handed_over()), drop_oldest=live)
                 if dropped:
                     self.meter.record_drop(dropped)
                 self.meter.record(1, t1 - t0)
@@ -205,8 +212,13 @@ class StageRunner(_Runner):
         self._spawn(self._run, spec.workers)
 
     def _run(self) -> None:
+        with self.control.streams.enter():
+            self._work()
+
+    def _work(self) -> None:
         policy = self.spec.batch
         fault = self.control.fault
+        streams = self.control.streams
         first: int | None = None
         held: deque[Envelope] = deque()  # inputs not yet answered (a lagging stage's look-ahead)
         try:
@@ -218,6 +230,8 @@ class StageRunner(_Runner):
                 if fault:
                     for env in batch:
                         fault.check(self.name, env.seq)
+                for env in batch:
+                    streams.received(env.item, env.ready)
                 t0 = time.monotonic()
                 outs = self.spec.fn([env.item for env in batch])
                 busy = time.monotonic() - t0
@@ -225,17 +239,19 @@ class StageRunner(_Runner):
                 if len(outs) > len(held) or (self.spec.flush is None and len(outs) != len(batch)):
                     raise RuntimeError(f"stage returned {len(outs)} items for a batch of {len(batch)}")
                 self.meter.record(len(batch), busy, [env.t_source for env in batch])
+                ready = streams.handed_over() if outs else None  # one event for the batch's outputs
                 for item in outs:
                     env = held.popleft()
-                    self.out.put(Envelope(env.seq, env.t_source, item))
+                    self.out.put(Envelope(env.seq, env.t_source, item, ready))
             if self.spec.flush is not None:
                 first = held[0].seq if held else None
                 outs = self.spec.flush()
                 if len(outs) != len(held):
                     raise RuntimeError(f"stage flushed {len(outs)} items for {len(held)} held")
+                ready = streams.handed_over() if outs else None
                 for item in outs:
                     env = held.popleft()
-                    self.out.put(Envelope(env.seq, env.t_source, item))
+                    self.out.put(Envelope(env.seq, env.t_source, item, ready))
         except Stopped:
             pass
         except StopPipeline:
@@ -264,9 +280,14 @@ class SinkRunner(_Runner):
         self._spawn(self._run)
 
     def _run(self) -> None:
+        with self.control.streams.enter():
+            self._write()
+
+    def _write(self) -> None:
         pending: dict[int, Envelope] = {}
         next_seq = 0
         fault = self.control.fault
+        streams = self.control.streams
         try:
             while True:
                 batch = self.inp.get_batch(1)  # one at a time: the queue bound stays the bound
@@ -278,6 +299,7 @@ class SinkRunner(_Runner):
                     env = pending.pop(next_seq)
                     if fault:
                         fault.check(self.name, next_seq)
+                    streams.received(env.item, env.ready)
                     t0 = time.monotonic()
                     self.spec.write(env.item)
                     self.meter.record(1, time.monotonic() - t0, [env.t_source])

@@ -201,20 +201,27 @@ class NvDecoder:
             nvc, why = import_nvcodec()
             if nvc is None:
                 raise InputError(why)
-        self._device = device
-        gpu_id = (device.index or 0) if device.type == "cuda" else 0
+        self._device, self._nvc = device, nvc
         self._demuxer = nvc.CreateDemuxer(filename=path)
-        self._decoder = nvc.CreateDecoder(
-            gpuid=gpu_id, codec=self._demuxer.GetNvCodecId(), cudacontext=0, cudastream=0, usedevicememory=True
-        )
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int | None]]:
         cuda = self._device.type == "cuda"
+        # the decoder is made here, in the thread that reads it, on that thread's stream (the graph
+        # gives its source a stream of its own): a null stream would make PyNvVideoCodec wait
+        # for the whole device (cuStreamSynchronize(NULL)) at every frame
+        stream = torch.cuda.current_stream(self._device).cuda_stream if cuda else 0
+        decoder = self._nvc.CreateDecoder(
+            gpuid=(self._device.index or 0) if cuda else 0,
+            codec=self._demuxer.GetNvCodecId(),
+            cudacontext=0,
+            cudastream=stream,
+            usedevicememory=True,
+        )
         for packet in self._demuxer:
-            for frame in self._decoder.Decode(packet):
+            for frame in decoder.Decode(packet):
+                # the copy is queued on this stream after the decoder's own copy-out of the frame and
+                # before its next one (same stream), so its reused buffer needs no host wait
                 surface = torch.from_dlpack(frame).to(self._device).clone()
-                if cuda:  # the decoder reuses its surfaces: finish the copy before the next frame
-                    torch.cuda.current_stream(self._device).synchronize()
                 yield surface, decoder_pts(getattr(frame, "timestamp", None))
 
 
