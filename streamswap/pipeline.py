@@ -2,6 +2,8 @@
 
 - analyse (batched): faces, 5 keypoints and dense landmarks (and identity embeddings when target
   people are given) for every frame, on the frames' device.
+- analyse also flags scene cuts (a frame-difference signal); the tracker restarts its tracks
+  there, so no smoothing reaches across a cut.
 - track (one worker, in order): Kalman-smoothed tracks (`tracking.Tracker`): causal in live mode,
   RTS-smoothed with look-ahead in file mode (the stage lags by the tracker's window and is
   flushed at the end). The dense landmarks follow the smoothed keypoints rigidly (the similarity
@@ -26,12 +28,14 @@ from streamswap.faces.records import FaceBatch
 from streamswap.frames import Frame
 from streamswap.stream import BatchPolicy, Stage
 from streamswap.tracking import Detections, TrackedFace, Tracker, TrackerSettings
+from streamswap.tracking.scene_cuts import scene_cuts
 from streamswap.transfer import to_host
 
 log = logging.getLogger(__name__)
 
 RAW = "faces_raw"  # Frame.extras key: this frame's analysis (FaceBatch of one frame)
 ENDED = "tracks_ended"  # Frame.extras key: ids of tracks that ended by this frame (per-track state can go)
+CUT = "scene_cut"  # Frame.extras key: this frame starts a new shot (0-d bool, the frames' device; see AnalyseStep)
 
 
 @dataclass(frozen=True)
@@ -75,47 +79,68 @@ def _one_frame(faces: FaceBatch) -> FaceBatch:
     return replace(faces, n_frames=1, frame_index=torch.zeros_like(faces.frame_index))
 
 
-def analyse_stage(analyser: Analyser, settings: PipelineSettings, with_identity: bool) -> Stage:
-    """Detect faces and landmarks in batches of frames."""
+class AnalyseStep:
+    """The analyse stage: faces and landmarks of a batch of frames, and whether each frame starts
+    a new shot (`scene_cuts` against the frame before, the last of the previous batch: the stage
+    runs one worker, in order). The cut flag stays on the frames' device (a 0-d bool in
+    `extras[CUT]`) and reaches the host with the track stage's one download."""
+
+    def __init__(self, analyser: Analyser, with_identity: bool) -> None:
+        self.analyser, self.with_identity = analyser, with_identity
+        self.previous: torch.Tensor | None = None  # (3, H, W): the last frame of the previous batch
 
     @torch.inference_mode()  # stages run in their own threads: no autograd anywhere in a job
-    def run(frames: list[Frame]) -> list[Frame]:
-        faces = analyser(stack_images(frames), with_identity)
+    def __call__(self, frames: list[Frame]) -> list[Frame]:
+        images = stack_images(frames)
+        faces = self.analyser(images, self.with_identity)
+        same_size = self.previous is not None and self.previous.shape == images.shape[1:]
+        cuts = scene_cuts(images, self.previous if same_size else None)
+        self.previous = images[-1]
         out = []
-        for frame, own in zip(frames, faces.per_frame(), strict=True):
+        for i, (frame, own) in enumerate(zip(frames, faces.per_frame(), strict=True)):
             extras = dict(frame.extras)
             extras[RAW] = _one_frame(own)
+            extras[CUT] = cuts[i]
             out.append(Frame(frame.index, frame.pts, frame.time_base, frame.image, frame.faces, extras))
         return out
 
-    return Stage("analyse", run, BatchPolicy(settings.batch, 0.05), queue_size=settings.queue_size)
+
+def analyse_stage(analyser: Analyser, settings: PipelineSettings, with_identity: bool) -> Stage:
+    """Detect faces and landmarks, and scene cuts, in batches of frames (see AnalyseStep)."""
+    return Stage(
+        "analyse",
+        AnalyseStep(analyser, with_identity),
+        BatchPolicy(settings.batch, 0.05),
+        queue_size=settings.queue_size,
+    )
 
 
-_HostFaces = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
+_HostFaces = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, bool]
 
 
 def _download(frames: list[Frame]) -> list[_HostFaces]:
     """Each frame's analysis on the host, for the whole batch in one copy: (boxes, kps, scores,
-    embeddings or None, landmarks or None) per frame, boxes/kps/scores/embeddings float32 (the
-    tracker's), landmarks in their own dtype."""
+    embeddings or None, landmarks or None, cut) per frame, boxes/kps/scores/embeddings float32
+    (the tracker's), landmarks in their own dtype; cut: the frame starts a new shot."""
     raws: list[FaceBatch] = [f.extras[RAW] for f in frames]
     parts = [
         t
-        for r in raws
+        for f, r in zip(frames, raws, strict=True)
         for t in (
             r.boxes.float(),
             r.kps.float(),
             r.scores.float(),
             None if r.embeddings is None else r.embeddings.float(),
             r.landmarks,
+            f.extras.get(CUT),
         )
     ]
     host = to_host(parts)
     out: list[_HostFaces] = []
-    for i in range(0, len(host), 5):
-        boxes, kps, scores, embeddings, landmarks = host[i : i + 5]
+    for i in range(0, len(host), 6):
+        boxes, kps, scores, embeddings, landmarks, cut = host[i : i + 6]
         assert boxes is not None and kps is not None and scores is not None  # always present
-        out.append((boxes, kps, scores, embeddings, landmarks))
+        out.append((boxes, kps, scores, embeddings, landmarks, bool(cut) if cut is not None else False))
     return out
 
 
@@ -146,11 +171,12 @@ class TrackStep:
 
     def __call__(self, frames: list[Frame]) -> list[Frame]:
         ready: list[Frame] = []
-        for frame, (boxes, kps, scores, embeddings, landmarks) in zip(frames, _download(frames), strict=True):
+        for frame, (boxes, kps, scores, embeddings, landmarks, cut) in zip(frames, _download(frames), strict=True):
             self.held[frame.index] = frame
             self.host[frame.index] = (kps, landmarks)
             dets = Detections(boxes, kps, scores, embeddings)
-            for index, faces in self.tracker.push(frame.index, dets, frame_size=(frame.width, frame.height)):
+            pushed = self.tracker.push(frame.index, dets, cut=cut, frame_size=(frame.width, frame.height))
+            for index, faces in pushed:
                 ready.append(self._resolve(self.held.pop(index), faces))
             self._prune(self.tracker.active_ids())
         return self._announce(ready)
@@ -194,7 +220,7 @@ class TrackStep:
                     tf.target if self.settings.map_to_targets and tf.target is not None else 0,
                 )
             )
-        extras = {k: v for k, v in frame.extras.items() if k != RAW}
+        extras = {k: v for k, v in frame.extras.items() if k not in (RAW, CUT)}
         return Frame(frame.index, frame.pts, frame.time_base, frame.image, tuple(faces), extras)
 
 
