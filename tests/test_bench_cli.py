@@ -51,6 +51,9 @@ def test_bench_pipeline_reports_fps_stages_latency_and_memory(clips, tmp_path, c
     assert report["peak_rss_mib"] > report["peak_anon_mib"] > 100 and report["peak_gpu_mib"] is None
     assert report["settings"]["engine"] == "lite" and report["settings"]["video"] == str(clips["singer"])
     assert report["host_syncs"] is None  # --no-host-syncs: one run only
+    # the I/O floor measured in the same run: decode, RGB round trip, x264, audio copy alone
+    assert report["io_floor_fps"] > report["fps"] > 0
+    assert report["fraction_of_io_floor"] == pytest.approx(report["fps"] / report["io_floor_fps"], abs=1e-3)
     assert plot.read_bytes().startswith(PNG)
 
 

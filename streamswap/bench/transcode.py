@@ -85,6 +85,15 @@ def run_bare(path: Path, out: Path, settings: EncodeSettings, rgb: bool) -> tupl
     return n, time.perf_counter() - t0
 
 
+def io_floor(video: Path, settings: EncodeSettings) -> dict[str, float | int]:
+    """The I/O floor of a job on `video`: what decoding, the RGB round trip every stage sees, x264
+    at the job's CRF/preset and the audio copy cost alone, in one thread (`run_bare`).
+    Returns {"frames", "fps"}."""
+    with tempfile.TemporaryDirectory() as tmp:
+        n, wall = run_bare(video, Path(tmp) / "floor.mp4", settings, rgb=True)
+    return {"frames": n, "fps": round(n / wall, 2) if wall > 0 else 0.0}
+
+
 def measure_video(video: Path, out: Path, settings: EncodeSettings, repeat: int) -> dict:
     """frames/s of the graph, `bare` and `bare_yuv` on one video (best of `repeat`, interleaved)
     and the graph's ratios to the bare loops; the graph's stages from its best run."""
