@@ -97,8 +97,11 @@ def eval_command(
         _table(console, report)
     for line in report.notes:
         note(console, line)
-    say(console, "[green]done[/]:", f"{report.frames_evaluated} frames ({report.frames_with_face} with a face) "
-        f"in {report.elapsed_s:.1f} s")
+    say(
+        console,
+        "[green]done[/]:",
+        f"{report.frames_evaluated} frames ({report.frames_with_face} with a face) in {report.elapsed_s:.1f} s",
+    )
 
 
 def _table(console: Any, report: Any) -> None:

@@ -31,6 +31,21 @@ class FaceFit:
         return float((self.box[2] - self.box[0] + self.box[3] - self.box[1]) / 2)
 
 
+#: The face size (pixels) HOG is run at when it looks near the previous frame's face (its
+#: smallest face at upsample 0 is ~80 pixels).
+NEAR_FACE = 120
+
+
+def _largest(rects: Any, scale: float, x0: float, y0: float) -> np.ndarray | None:
+    """The largest of dlib's rectangles, scaled by `scale` and moved by (x0, y0), as (4,) float32."""
+    if not rects:
+        return None
+    boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects], np.float32) * scale
+    boxes += np.array([x0, y0, x0, y0], np.float32)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return boxes[int(np.argmax(area))]
+
+
 class FaceAnalyser:
     """dlib HOG detection (frames shrunk to `max_side` for it), the 68-point shape predictor and
     the ResNet descriptor, on (H, W, 3) uint8 RGB numpy frames."""
@@ -44,14 +59,32 @@ class FaceAnalyser:
 
         self._dlib: Any = dlib
 
-    def largest(self, image: np.ndarray) -> np.ndarray | None:
-        """The largest face's box (4,) float32 in frame pixels, or None."""
+    def largest(self, image: np.ndarray, near: np.ndarray | None = None) -> np.ndarray | None:
+        """The largest face's box (4,) float32 in frame pixels, or None. With `near` (the box
+        found in the frame before), HOG first looks only around it, in a crop shrunk so the face
+        is ~`NEAR_FACE` pixels (7-10x cheaper than the whole frame); the whole frame when that fails."""
+        if near is not None:
+            box = self._near(image, near)
+            if box is not None:
+                return box
         rects, _, scale = self.detector._hog(image)
-        if not rects:
-            return None
-        boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects], np.float32) * scale
-        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        return boxes[int(np.argmax(area))]
+        return _largest(rects, scale, 0.0, 0.0)
+
+    def _near(self, image: np.ndarray, near: np.ndarray) -> np.ndarray | None:
+        import cv2
+
+        side = float(max(near[2] - near[0], near[3] - near[1]))
+        h, w = image.shape[:2]
+        x0, y0 = max(0, int(near[0] - 0.6 * side)), max(0, int(near[1] - 0.6 * side))
+        x1, y1 = min(w, int(near[2] + 0.6 * side) + 1), min(h, int(near[3] + 0.6 * side) + 1)
+        scale = max(1.0, side / NEAR_FACE)
+        crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+        if scale > 1.0:
+            crop = cv2.resize(
+                crop, (round(crop.shape[1] / scale), round(crop.shape[0] / scale)), interpolation=cv2.INTER_AREA
+            )
+        rects, _, _ = self.detector.hog.run(crop, 0, self.detector.settings.score_threshold)
+        return _largest(rects, scale, x0, y0)
 
     def fit(self, image: np.ndarray, box: np.ndarray, describe: bool = True) -> FaceFit:
         """68 points (and the descriptor) of the face in `box` of `image`."""

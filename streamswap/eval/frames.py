@@ -102,8 +102,10 @@ def aligned_frames(
             followers.append(_Follower(src))
             o, i = orig.info, src.info
             if (o.width, o.height) != (i.width, i.height):
-                raise InputError(f"{path} is {i.width}x{i.height}, the original is {o.width}x{o.height}: "
-                                 "eval compares frames of the same size")
+                raise InputError(
+                    f"{path} is {i.width}x{i.height}, the original is {o.width}x{o.height}: "
+                    "eval compares frames of the same size"
+                )
     except BaseException:
         orig.close()
         for f in followers:
@@ -136,8 +138,9 @@ def aligned_frames(
                     pass
                 n_out = f.frames_read
                 if n_out != orig.frames_read:
-                    notes.append(f"{path} has {n_out} frames, the original {orig.frames_read}: "
-                                 "frames were paired by timestamp")
+                    notes.append(
+                        f"{path} has {n_out} frames, the original {orig.frames_read}: frames were paired by timestamp"
+                    )
             for f in followers:
                 notes.extend(f.src.warnings)
             notes.extend(orig.warnings)

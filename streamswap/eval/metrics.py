@@ -18,8 +18,14 @@ BROWS = slice(17, 27)
 #: for the landmarks POSE_POINTS: nose tip, chin, outer eye corners, mouth corners.
 POSE_POINTS = (30, 8, 36, 45, 48, 54)
 MEAN_FACE_3D = np.array(
-    [[0.0, 0.0, 0.0], [0.0, 330.0, 65.0], [-225.0, -170.0, 135.0], [225.0, -170.0, 135.0],
-     [-150.0, 150.0, 125.0], [150.0, 150.0, 125.0]],
+    [
+        [0.0, 0.0, 0.0],
+        [0.0, 330.0, 65.0],
+        [-225.0, -170.0, 135.0],
+        [225.0, -170.0, 135.0],
+        [-150.0, 150.0, 125.0],
+        [150.0, 150.0, 125.0],
+    ],
     dtype=np.float64,
 )
 #: Eye-landmark error is expressed at this face size (pixels), as for GHOST's aligned crops.
@@ -117,8 +123,9 @@ def warp_error(previous: np.ndarray, current: np.ndarray, flow: np.ndarray, box:
 
     h, w = current.shape
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    warped = cv2.remap(previous, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_REPLICATE)
+    warped = cv2.remap(
+        previous, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
     x0, y0, x1, y1 = box
     diff = np.abs(warped[y0:y1, x0:x1].astype(np.float32) - current[y0:y1, x0:x1].astype(np.float32))
     return float(diff.mean()) if diff.size else float("nan")
@@ -141,13 +148,21 @@ def face_region(points: np.ndarray, shape: tuple[int, int], grow: float = 0.15) 
     """(H, W) bool: the convex hull of the 68 points, dilated by `grow` times the face size."""
     import cv2
 
-    mask = np.zeros(shape, np.uint8)
-    hull = cv2.convexHull(np.round(points).astype(np.int32))
-    cv2.fillConvexPoly(mask, hull, 1)
     size = float(max(np.ptp(points[:, 0]), np.ptp(points[:, 1])))
     k = max(3, int(round(2 * grow * size)) | 1)
-    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    return mask.astype(bool)
+    h, w = shape
+    # drawn and dilated in the face's bounding box plus the dilation only (the frame is much larger)
+    x0, y0 = max(0, int(points[:, 0].min()) - k), max(0, int(points[:, 1].min()) - k)
+    x1, y1 = min(w, int(points[:, 0].max()) + k + 1), min(h, int(points[:, 1].max()) + k + 1)
+    mask = np.zeros(shape, bool)
+    if x1 <= x0 or y1 <= y0:
+        return mask
+    local = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    hull = cv2.convexHull((np.round(points) - [x0, y0]).astype(np.int32))
+    cv2.fillConvexPoly(local, hull, 1)
+    grown = cv2.dilate(local, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    mask[y0:y1, x0:x1] = grown.astype(bool)
+    return mask
 
 
 def background_error(output: np.ndarray, original: np.ndarray, face: np.ndarray) -> float:

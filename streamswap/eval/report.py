@@ -11,9 +11,25 @@ from typing import Any
 
 #: The per-frame series of each output, in CSV column order (NaN/empty where not measured).
 SERIES = (
-    "sim_source", "sim_original", "original_sim_source", "yaw_error", "pitch_error", "roll_error",
-    "pose_error", "mouth_error", "eyes_error", "brows_error", "expression_error", "mouth_open",
-    "original_mouth_open", "eye_error", "flicker", "original_flicker", "jitter", "original_jitter", "background",
+    "sim_source",
+    "sim_original",
+    "original_sim_source",
+    "yaw_error",
+    "pitch_error",
+    "roll_error",
+    "pose_error",
+    "mouth_error",
+    "eyes_error",
+    "brows_error",
+    "expression_error",
+    "mouth_open",
+    "original_mouth_open",
+    "eye_error",
+    "flicker",
+    "original_flicker",
+    "jitter",
+    "original_jitter",
+    "background",
 )
 
 
@@ -112,8 +128,9 @@ def write_csv(report: EvalReport, path: str | Path) -> None:
         for out in report.outputs:
             for i, (index, t) in enumerate(zip(report.frame_index, report.frame_time, strict=True)):
                 values = [out.series[name][i] for name in SERIES]
-                writer.writerow([out.output, index, f"{t:.4f}",
-                                 *("" if not math.isfinite(v) else f"{v:.6g}" for v in values)])
+                writer.writerow(
+                    [out.output, index, f"{t:.4f}", *("" if not math.isfinite(v) else f"{v:.6g}" for v in values)]
+                )
 
 
 def write_plot(report: EvalReport, path: str | Path) -> None:
