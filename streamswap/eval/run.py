@@ -101,8 +101,12 @@ def evaluate(settings: EvalSettings, progress: Callable[[int, int | None], None]
         own_flicker, flicker = nan, [nan] * n_out
         if fit is not None and prev is not None and prev[2] is not None and not cut:
             x0, y0, x1, y1 = _crop(fit.box, prev[2], grey.shape)
-            flow_map = flow.calc(
-                np.ascontiguousarray(grey[y0:y1, x0:x1]), np.ascontiguousarray(prev[0][y0:y1, x0:x1]), None
+            flow_map = np.asarray(
+                flow.calc(
+                    np.ascontiguousarray(grey[y0:y1, x0:x1]),
+                    np.ascontiguousarray(prev[0][y0:y1, x0:x1]),
+                    None,  # type: ignore[call-overload]  # the stubs lack the None (allocate) form
+                )
             )
             b = fit.box
             inner = (int(max(b[0], x0)) - x0, int(max(b[1], y0)) - y0, int(min(b[2], x1)) - x0, int(min(b[3], y1)) - y0)
