@@ -246,7 +246,9 @@ def test_a_shorter_output_is_paired_by_timestamp_with_a_note(evaluated, shared_d
     assert any("has 30 frames, the original 40" in n for n in report["notes"]), report["notes"]
     sims = report["outputs"][0]["series"]["sim_original"]
     assert all(v is None for v in sims[30:])
-    assert all(abs(v - 1) < 1e-5 for v in sims[:30] if v is not None)
+    # a re-encoded copy (CRF 18) of the same frames, paired frame for frame: measured >= 0.99
+    paired = [v for v in sims[:30] if v is not None]
+    assert len(paired) >= 25 and min(paired) > 0.97, paired
 
 
 def test_metrics_of_known_landmarks():
