@@ -31,6 +31,9 @@ class FaceFit:
         return float((self.box[2] - self.box[0] + self.box[3] - self.box[1]) / 2)
 
 
+#: dlib's face chip for its ResNet: size and padding (what compute_face_descriptor(image, shape) uses)
+CHIP_SIZE, CHIP_PADDING = 150, 0.25
+
 #: The face size (pixels) HOG is run at when it looks near the previous frame's face (its
 #: smallest face at upsample 0 is ~80 pixels).
 NEAR_FACE = 120
@@ -88,14 +91,23 @@ class FaceAnalyser:
 
     def fit(self, image: np.ndarray, box: np.ndarray, describe: bool = True) -> FaceFit:
         """68 points (and the descriptor) of the face in `box` of `image`."""
-        rect = self._dlib.rectangle(*(int(round(float(v))) for v in box))
-        shape = self.detector.shape_predictor(image, rect)
-        points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+        points, shape = self._shape(image, box)
         desc = None
         if describe:
-            d = np.asarray(self.identity.model.compute_face_descriptor(image, shape), dtype=np.float32)
-            desc = d / max(float(np.linalg.norm(d)), 1e-12)
+            desc = _unit(np.asarray(self.identity.model.compute_face_descriptor(image, shape), dtype=np.float32))
         return FaceFit(box.astype(np.float32), points, desc)
+
+    def fit_chip(self, image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(68 points (68, 2) float32, the aligned face chip (150, 150, 3) uint8) of the face in
+        `box`: the chip is what the descriptor network reads (`describe_chips` gives exactly the
+        descriptor `fit` computes)."""
+        points, shape = self._shape(image, box)
+        return points, np.asarray(self._dlib.get_face_chip(image, shape, CHIP_SIZE, CHIP_PADDING))
+
+    def _shape(self, image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, Any]:
+        rect = self._dlib.rectangle(*(int(round(float(v))) for v in box))
+        shape = self.detector.shape_predictor(image, rect)
+        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32), shape
 
     def source(self, path: str | Path) -> FaceFit:
         """The face of a source photo (its largest). InputError for an unreadable file,
@@ -107,3 +119,82 @@ class FaceAnalyser:
         if box is None:
             raise NoFaceError(f"no face found in {path}; use a photo with one clearly visible face")
         return self.fit(image, box)
+
+
+def _unit(d: np.ndarray) -> np.ndarray:
+    return d / max(float(np.linalg.norm(d)), 1e-12)
+
+
+def _describe_worker(jobs: Any, results: Any) -> None:
+    """A descriptor process: (key, chip (150, 150, 3) uint8) from `jobs` -> (key, (128,) float32
+    L2-normalised) on `results`, until a None job."""
+    from streamswap.faces.lite import DESCRIPTOR, _dlib, lite_model_path
+
+    model = _dlib().face_recognition_model_v1(str(lite_model_path(DESCRIPTOR)))
+    while (job := jobs.get()) is not None:
+        key, chip = job
+        results.put((key, _unit(np.asarray(model.compute_face_descriptor(chip), dtype=np.float32))))
+
+
+class DescriptorPool:
+    """dlib descriptors of face chips computed in `workers` processes beside the caller (dlib
+    holds the GIL, so threads would not overlap): `submit(key, chip)`, then `collect()` ->
+    {key: (128,) float32}. A context manager; the processes end on exit."""
+
+    def __init__(self, workers: int = 1, backlog: int = 64) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")  # not fork: the caller holds torch's and FFmpeg's threads
+        self._jobs: Any = ctx.Queue(backlog)  # bounded: the caller waits when the workers lag
+        self._results: Any = ctx.Queue()
+        self._procs = [
+            ctx.Process(target=_describe_worker, args=(self._jobs, self._results), daemon=True) for _ in range(workers)
+        ]
+        for proc in self._procs:
+            proc.start()
+        self._sent = 0
+        self._got: dict[Any, np.ndarray] = {}
+
+    def submit(self, key: Any, chip: np.ndarray) -> None:
+        self._drain()
+        self._jobs.put((key, chip))
+        self._sent += 1
+
+    def _drain(self) -> None:
+        import queue
+
+        while True:
+            try:
+                key, desc = self._results.get_nowait()
+            except queue.Empty:
+                return
+            self._got[key] = desc
+
+    def collect(self) -> dict[Any, np.ndarray]:
+        """Every submitted chip's descriptor (waits for the workers; RuntimeError if one died)."""
+        import queue
+
+        while len(self._got) < self._sent:
+            try:
+                key, desc = self._results.get(timeout=1.0)
+            except queue.Empty:
+                if not all(p.is_alive() for p in self._procs):
+                    raise RuntimeError("a face descriptor process ended unexpectedly") from None
+                continue
+            self._got[key] = desc
+        return self._got
+
+    def __enter__(self) -> DescriptorPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for _ in self._procs:
+            try:
+                self._jobs.put(None, timeout=1.0)
+            except Exception:  # a full queue after an error: the workers are stopped below
+                break
+        for proc in self._procs:
+            proc.join(timeout=5.0)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ import numpy as np
 
 from streamswap.errors import InputError
 from streamswap.eval import metrics as m
-from streamswap.eval.faces import RECOGNISER, FaceAnalyser, FaceFit
+from streamswap.eval.faces import RECOGNISER, DescriptorPool, FaceAnalyser, FaceFit
 from streamswap.eval.frames import FrameSelection, aligned_frames
 from streamswap.eval.report import SERIES, EvalReport, OutputResult, OutputSummary
 
@@ -67,6 +68,9 @@ def evaluate(settings: EvalSettings, progress: Callable[[int, int | None], None]
     expected, frames = aligned_frames(settings.original, settings.outputs, settings.selection, notes)
     sources = [source_faces[p] for p in src_paths]
     flow = cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    # descriptors (the costliest part, ~60 ms a face) in processes beside this one: one for a
+    # single output (then both sides are busy), two for several
+    workers = max(1, min(2 if n_out > 1 else 1, (os.cpu_count() or 1) - (n_out == 1)))
 
     series: list[dict[str, list[float]]] = [{name: [] for name in SERIES} for _ in range(n_out)]
     orig_points: list[np.ndarray | None] = []
@@ -76,87 +80,108 @@ def evaluate(settings: EvalSettings, progress: Callable[[int, int | None], None]
     prev_rgb: torch.Tensor | None = None
     with_face = 0
     nan = float("nan")
-    for done, frame in enumerate(frames, 1):
-        # the cut signal on a quarter-size copy: the same thumbnails, a tenth of the work
-        small = cv2.resize(
-            frame.original, (frame.original.shape[1] // 4, frame.original.shape[0] // 4), interpolation=cv2.INTER_AREA
-        )
-        rgb = torch.from_numpy(small).permute(2, 0, 1)
-        cut = bool(scene_cuts(rgb[None], prev_rgb)[0]) if prev_rgb is not None else False
-        prev_rgb = rgb
-        index.append(frame.index)
-        times.append(frame.time)
-        if cut:
-            cuts.append(frame.index)
-        breaks.append(cut)
-        grey = _grey(frame.original)
-        out_greys = [None if img is None else _grey(img) for img in frame.outputs]
-        # HOG near the last face, the whole frame after a cut and every FULL_DETECT frames
-        near = prev[2] if prev is not None and not cut and (done - 1) % FULL_DETECT else None
-        box = analyser.largest(frame.original, near)
-        fit: FaceFit | None = analyser.fit(frame.original, box) if box is not None else None
-        orig_points.append(None if fit is None else fit.points)
-        with_face += fit is not None
-        # flicker: the original's own flow from this frame back to the one before, within the face
-        own_flicker, flicker = nan, [nan] * n_out
-        if fit is not None and prev is not None and prev[2] is not None and not cut:
-            x0, y0, x1, y1 = _crop(fit.box, prev[2], grey.shape)
-            flow_map = np.asarray(
-                flow.calc(
-                    np.ascontiguousarray(grey[y0:y1, x0:x1]),
-                    np.ascontiguousarray(prev[0][y0:y1, x0:x1]),
-                    None,  # type: ignore[call-overload]  # the stubs lack the None (allocate) form
-                )
+    with DescriptorPool(workers) as pool:
+        for done, frame in enumerate(frames, 1):
+            # the cut signal on a quarter-size copy: the same thumbnails, a tenth of the work
+            small = cv2.resize(
+                frame.original,
+                (frame.original.shape[1] // 4, frame.original.shape[0] // 4),
+                interpolation=cv2.INTER_AREA,
             )
-            b = fit.box
-            inner = (int(max(b[0], x0)) - x0, int(max(b[1], y0)) - y0, int(min(b[2], x1)) - x0, int(min(b[3], y1)) - y0)
-            own_flicker = m.warp_error(prev[0][y0:y1, x0:x1], grey[y0:y1, x0:x1], flow_map, inner)
-            for k in range(n_out):
-                before, now = prev[1][k], out_greys[k]
-                if before is not None and now is not None:
-                    flicker[k] = m.warp_error(before[y0:y1, x0:x1], now[y0:y1, x0:x1], flow_map, inner)
-        prev = (grey, out_greys, None if fit is None else fit.box)
-        region = m.face_region(fit.points, grey.shape) if fit is not None else None
-        pose = m.head_pose(fit.points, (grey.shape[1], grey.shape[0])) if fit is not None else None
-        for k, img in enumerate(frame.outputs):
-            s = series[k]
-            if fit is None or img is None or pose is None or region is None or out_greys[k] is None:
-                out_points[k].append(None)
+            rgb = torch.from_numpy(small).permute(2, 0, 1)
+            cut = bool(scene_cuts(rgb[None], prev_rgb)[0]) if prev_rgb is not None else False
+            prev_rgb = rgb
+            index.append(frame.index)
+            times.append(frame.time)
+            if cut:
+                cuts.append(frame.index)
+            breaks.append(cut)
+            grey = _grey(frame.original)
+            out_greys = [None if img is None else _grey(img) for img in frame.outputs]
+            # HOG near the last face, the whole frame after a cut and every FULL_DETECT frames
+            near = prev[2] if prev is not None and not cut and (done - 1) % FULL_DETECT else None
+            box = analyser.largest(frame.original, near)
+            fit: FaceFit | None = None
+            if box is not None:
+                points, chip = analyser.fit_chip(frame.original, box)
+                fit = FaceFit(box, points, None)
+                pool.submit((done - 1, -1), chip)
+            orig_points.append(None if fit is None else fit.points)
+            with_face += fit is not None
+            # flicker: the original's own flow from this frame back to the one before, within the face
+            own_flicker, flicker = nan, [nan] * n_out
+            if fit is not None and prev is not None and prev[2] is not None and not cut:
+                x0, y0, x1, y1 = _crop(fit.box, prev[2], grey.shape)
+                flow_map = np.asarray(
+                    flow.calc(
+                        np.ascontiguousarray(grey[y0:y1, x0:x1]),
+                        np.ascontiguousarray(prev[0][y0:y1, x0:x1]),
+                        None,  # type: ignore[call-overload]  # the stubs lack the None (allocate) form
+                    )
+                )
+                b = fit.box
+                inner = (
+                    int(max(b[0], x0)) - x0,
+                    int(max(b[1], y0)) - y0,
+                    int(min(b[2], x1)) - x0,
+                    int(min(b[3], y1)) - y0,
+                )
+                own_flicker = m.warp_error(prev[0][y0:y1, x0:x1], grey[y0:y1, x0:x1], flow_map, inner)
+                for k in range(n_out):
+                    before, now = prev[1][k], out_greys[k]
+                    if before is not None and now is not None:
+                        flicker[k] = m.warp_error(before[y0:y1, x0:x1], now[y0:y1, x0:x1], flow_map, inner)
+            prev = (grey, out_greys, None if fit is None else fit.box)
+            region = m.face_region(fit.points, grey.shape) if fit is not None else None
+            pose = m.head_pose(fit.points, (grey.shape[1], grey.shape[0])) if fit is not None else None
+            for k, img in enumerate(frame.outputs):
+                s = series[k]
+                if fit is None or img is None or pose is None or region is None or out_greys[k] is None:
+                    out_points[k].append(None)
+                    for name in SERIES:
+                        s[name].append(nan)
+                    continue
+                got, chip = analyser.fit_chip(img, fit.box)
+                pool.submit((done - 1, k), chip)
+                out_points[k].append(got)
+                pose_err = m.angle_error(m.head_pose(got, (grey.shape[1], grey.shape[0])), pose)
+                mouth, eyes, brows = m.expression_errors(got, fit.points)
+                values = {
+                    "sim_source": nan,  # the similarities: once the descriptors are back
+                    "sim_original": nan,
+                    "original_sim_source": nan,
+                    "yaw_error": float(pose_err[0]),
+                    "pitch_error": float(pose_err[1]),
+                    "roll_error": float(pose_err[2]),
+                    "pose_error": float(pose_err.mean()),
+                    "mouth_error": mouth,
+                    "eyes_error": eyes,
+                    "brows_error": brows,
+                    "expression_error": (mouth + eyes + brows) / 3,
+                    "mouth_open": m.mouth_opening(got),
+                    "original_mouth_open": m.mouth_opening(fit.points),
+                    "eye_error": m.eye_error(got, fit.points, fit.size),
+                    "flicker": flicker[k],
+                    "original_flicker": own_flicker,
+                    "jitter": nan,
+                    "original_jitter": nan,  # filled in at the end (they need the next frame)
+                    "background": m.background_error(out_greys[k], grey, region),  # type: ignore[arg-type]
+                }
                 for name in SERIES:
-                    s[name].append(nan)
+                    s[name].append(values[name])
+            if progress is not None:
+                progress(done, expected)
+        descriptors = pool.collect()
+    for k in range(n_out):  # identity, from the descriptors the pool computed
+        s, src = series[k], sources[k].descriptor
+        assert src is not None
+        for pos in range(len(index)):
+            got_d, own = descriptors.get((pos, k)), descriptors.get((pos, -1))
+            if got_d is None or own is None:
                 continue
-            src = sources[k]
-            assert fit.descriptor is not None and src.descriptor is not None
-            got = analyser.fit(img, fit.box)
-            assert got.descriptor is not None
-            out_points[k].append(got.points)
-            pose_err = m.angle_error(m.head_pose(got.points, (grey.shape[1], grey.shape[0])), pose)
-            mouth, eyes, brows = m.expression_errors(got.points, fit.points)
-            values = {
-                "sim_source": m.cosine(got.descriptor, src.descriptor),
-                "sim_original": m.cosine(got.descriptor, fit.descriptor),
-                "original_sim_source": m.cosine(fit.descriptor, src.descriptor),
-                "yaw_error": float(pose_err[0]),
-                "pitch_error": float(pose_err[1]),
-                "roll_error": float(pose_err[2]),
-                "pose_error": float(pose_err.mean()),
-                "mouth_error": mouth,
-                "eyes_error": eyes,
-                "brows_error": brows,
-                "expression_error": (mouth + eyes + brows) / 3,
-                "mouth_open": m.mouth_opening(got.points),
-                "original_mouth_open": m.mouth_opening(fit.points),
-                "eye_error": m.eye_error(got.points, fit.points, fit.size),
-                "flicker": flicker[k],
-                "original_flicker": own_flicker,
-                "jitter": nan,
-                "original_jitter": nan,  # filled in at the end (they need the next frame)
-                "background": m.background_error(out_greys[k], grey, region),  # type: ignore[arg-type]
-            }
-            for name in SERIES:
-                s[name].append(values[name])
-        if progress is not None:
-            progress(done, expected)
+            s["sim_source"][pos] = m.cosine(got_d, src)
+            s["sim_original"][pos] = m.cosine(got_d, own)
+            s["original_sim_source"][pos] = m.cosine(own, src)
     if not index:
         raise InputError(f"no frame of {settings.original} was evaluated")
     own_jitter = m.acceleration(orig_points, breaks)
