@@ -224,15 +224,21 @@ def test_plot_is_a_real_png(evaluated):
     assert img.std() > 20  # lines and text, not a blank canvas
 
 
-def test_every_and_frames_choose_the_frames(evaluated, shared_data, cli):
+def test_every_and_frames_choose_the_frames(evaluated, shared_data, tmp_path, cli):
     paths, *_ = evaluated
     mark = str(shared_data / "images" / "mark.jpg")
     args = ["eval", "-s", mark, "-t", str(paths["same"]), str(paths["noise3"]), "--json"]
     every = cli(*args, "--every", "4")
-    first = cli(*args, "--frames", "6")
-    assert every.returncode == 0 and first.returncode == 0, every.stderr + first.stderr
+    assert every.returncode == 0, every.stderr
     assert json.loads(every.stdout)["frame_index"] == list(range(0, CLIP_FRAMES, 4))
-    assert json.loads(first.stdout)["frame_index"] == list(range(6))
+    # without --json: the table on stderr (one column per output), nothing on stdout
+    table = tmp_path / "first.csv"
+    first = cli(*args[:-1], "--frames", "6", "--csv", str(table))
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == "" and "identity gain" in first.stderr and "noise3.mp4" in first.stderr
+    assert "done: 6 frames" in first.stderr
+    with open(table, newline="") as fh:
+        assert [int(r["frame"]) for r in csv.DictReader(fh)] == list(range(6))
 
 
 def test_a_shorter_output_is_paired_by_timestamp_with_a_note(evaluated, shared_data, tmp_path, cli):
