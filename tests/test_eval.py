@@ -123,8 +123,15 @@ def evaluated(shared_data, tmp_path_factory):
                    "--preset", "ultrafast", "--quiet")
     assert swap.returncode == 0, swap.stderr
     csv_path, plot = tmp / "series.csv", tmp / "plot.png"
+    # a gallery of other people, and the singer herself (frame 10 of the clip): ID retrieval among them and mark
+    gallery = tmp / "gallery"
+    gallery.mkdir()
+    for name in ("beckham.jpg", "elon_musk.jpg", "murakami.jpg"):
+        (gallery / name).write_bytes((shared_data / "images" / name).read_bytes())
+    cv2.imwrite(str(gallery / "singer.png"), cv2.cvtColor(frames[10], cv2.COLOR_RGB2BGR))
+    (gallery / "notes.txt").write_text("not a photo: ignored")
     result = run_cli("eval", "--source", str(mark), "--target", str(clip), *(str(paths[n]) for n in NAMES),
-                     "--json", "--csv", str(csv_path), "--plot", str(plot), timeout=600)
+                     "--json", "--csv", str(csv_path), "--plot", str(plot), "--gallery", str(gallery), timeout=600)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     return paths, report, csv_path, plot, result
@@ -184,6 +191,17 @@ def test_a_real_lite_swap_lands_between_the_extremes(evaluated):
     assert lite["background"] < 3.0  # the swap leaves the background alone (encoder noise only)
 
 
+def test_id_retrieval_against_a_gallery(evaluated):
+    _, report, *_ = evaluated
+    got = {name: _summary(report, name)["id_retrieval"] for name in ("same", "paste", "lite")}
+    print("id retrieval:", got)
+    assert got["same"] < 0.2  # the singer's own face finds the singer's photo, not mark
+    assert got["paste"] > 0.9  # mark's own photo pasted finds mark
+    assert got["lite"] > 0.5 > got["same"]
+    series = report["outputs"][NAMES.index("lite")]["series"]["id_retrieved"]
+    assert set(v for v in series if v is not None) <= {0.0, 1.0}
+
+
 def test_json_fields(evaluated):
     paths, report, *_ = evaluated
     assert report["recogniser"] == "dlib_resnet_128"
@@ -231,6 +249,7 @@ def test_every_and_frames_choose_the_frames(evaluated, shared_data, tmp_path, cl
     every = cli(*args, "--every", "4")
     assert every.returncode == 0, every.stderr
     assert json.loads(every.stdout)["frame_index"] == list(range(0, CLIP_FRAMES, 4))
+    assert json.loads(every.stdout)["outputs"][0]["summary"]["id_retrieval"] is None  # no --gallery
     # without --json: the table on stderr (one column per output), nothing on stdout
     table = tmp_path / "first.csv"
     first = cli(*args[:-1], "--frames", "6", "--csv", str(table))
@@ -290,3 +309,4 @@ def test_errors_are_one_line(shared_data, tmp_path, cli):
     _one_line_error(cli("eval", "-s", mark, "-t", video, str(broken)), f"cannot read {broken}", 2)
     _one_line_error(cli("eval", "-s", mark, "-t", str(tmp_path / "missing.mp4"), video), "does not exist", 2)
     _one_line_error(cli("eval", "-s", mark, "-t", video, video, "--frames", "3", "--every", "2"), "not both", 2)
+    _one_line_error(cli("eval", "-s", mark, "-t", video, video, "--gallery", str(tmp_path / "none")), "not a folder", 2)

@@ -24,6 +24,7 @@ _ROWS = (
     ("identity: original's sim. to source", "original_sim_source", "{:.3f}"),
     ("identity gain (higher better)", "identity_gain", "{:+.3f}"),
     ("closer to source than original", "closer_to_source", "{:.0%}"),
+    ("ID retrieval, top-1 (--gallery)", "id_retrieval", "{:.0%}"),
     ("pose error (deg)", "pose_error_deg", "{:.2f}"),
     ("expression error (IOD)", "expression_error", "{:.4f}"),
     ("  mouth / eyes / brows", None, ""),
@@ -58,6 +59,9 @@ def eval_command(
     frames: int = typer.Option(None, "--frames", help="Evaluate only the first N frames."),
     every: int = typer.Option(1, "--every", help="Evaluate every K-th frame."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
+    gallery: str = typer.Option(
+        None, "--gallery", help="A folder of face photos of other people: adds ID retrieval (top-1 of the source)."
+    ),
 ) -> None:
     """Score swapped videos: identity (dlib descriptors), pose, expression, eyes, flicker, landmark
     jitter and background, each output against ORIGINAL (see README "Evaluating a swap")."""
@@ -68,11 +72,12 @@ def eval_command(
         raise InputError("use --frames N or --every K, not both")
     for path in [*source, target, *outputs]:
         check_file(path)
+    photos = _gallery(gallery) if gallery else ()
     from streamswap.eval.frames import FrameSelection
     from streamswap.eval.report import json_data, write_csv, write_plot
     from streamswap.eval.run import EvalSettings, evaluate
 
-    settings = EvalSettings(tuple(source), target, tuple(outputs), FrameSelection(frames, every))
+    settings = EvalSettings(tuple(source), target, tuple(outputs), FrameSelection(frames, every), photos)
     console = stderr_console(quiet or as_json)
     bar = progress_bar(console)
     task: list[Any] = []
@@ -102,6 +107,25 @@ def eval_command(
         "[green]done[/]:",
         f"{report.frames_evaluated} frames ({report.frames_with_face} with a face) in {report.elapsed_s:.1f} s",
     )
+
+
+#: What --gallery reads from its folder
+GALLERY_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def _gallery(folder: str) -> tuple[str, ...]:
+    """The photos in `folder` (sorted); InputError when it is not a folder or holds none."""
+    from pathlib import Path
+
+    from streamswap.errors import InputError
+
+    path = Path(folder)
+    if not path.is_dir():
+        raise InputError(f"--gallery {folder} is not a folder")
+    photos = tuple(str(p) for p in sorted(path.iterdir()) if p.suffix.lower() in GALLERY_SUFFIXES)
+    if not photos:
+        raise InputError(f"--gallery {folder} holds no photo ({', '.join(GALLERY_SUFFIXES)})")
+    return photos
 
 
 def _table(console: Any, report: Any) -> None:

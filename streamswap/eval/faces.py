@@ -112,13 +112,19 @@ class FaceAnalyser:
     def source(self, path: str | Path) -> FaceFit:
         """The face of a source photo (its largest). InputError for an unreadable file,
         NoFaceError when it has no face."""
+        face = self.photo(path)
+        if face is None:
+            raise NoFaceError(f"no face found in {path}; use a photo with one clearly visible face")
+        return face
+
+    def photo(self, path: str | Path) -> FaceFit | None:
+        """The largest face of a photo, with its descriptor; None without a face. InputError for
+        an unreadable file."""
         from streamswap.faces.image import read_image
 
         image = np.ascontiguousarray(read_image(path)[0].permute(1, 2, 0).numpy())
         box = self.largest(image)
-        if box is None:
-            raise NoFaceError(f"no face found in {path}; use a photo with one clearly visible face")
-        return self.fit(image, box)
+        return None if box is None else self.fit(image, box)
 
 
 def _unit(d: np.ndarray) -> np.ndarray:

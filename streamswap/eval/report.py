@@ -14,6 +14,7 @@ SERIES = (
     "sim_source",
     "sim_original",
     "original_sim_source",
+    "id_retrieved",
     "yaw_error",
     "pitch_error",
     "roll_error",
@@ -45,6 +46,7 @@ class OutputSummary:
     original_sim_source: float  # mean similarity of the original face to the source (the baseline)
     identity_gain: float  # sim_source - original_sim_source
     closer_to_source: float  # fraction of frames with sim_source > sim_original
+    id_retrieval: float  # with --gallery: fraction of frames whose top-1 among sources + gallery is the source
     pose_error_deg: float  # mean |yaw|, |pitch|, |roll| difference, degrees
     yaw_error_deg: float
     pitch_error_deg: float

@@ -28,6 +28,7 @@ class EvalSettings:
     original: str
     outputs: tuple[str, ...]
     selection: FrameSelection = FrameSelection()
+    gallery: tuple[str, ...] = ()  # photos of other people: ID retrieval among them and the sources
 
 
 def _crop(box: np.ndarray, prev: np.ndarray, shape: tuple[int, ...], grow: float = 0.25) -> tuple[int, int, int, int]:
@@ -67,6 +68,7 @@ def evaluate(settings: EvalSettings, progress: Callable[[int, int | None], None]
     source_faces = {p: analyser.source(p) for p in dict.fromkeys(settings.sources)}
     expected, frames = aligned_frames(settings.original, settings.outputs, settings.selection, notes)
     sources = [source_faces[p] for p in src_paths]
+    candidates = _candidates(analyser, source_faces, settings.gallery, notes)
     flow = cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     # descriptors (the costliest part, ~60 ms a face) in processes beside this one: one for a
     # single output (then both sides are busy), two for several
@@ -150,6 +152,7 @@ def evaluate(settings: EvalSettings, progress: Callable[[int, int | None], None]
                     "sim_source": nan,  # the similarities: once the descriptors are back
                     "sim_original": nan,
                     "original_sim_source": nan,
+                    "id_retrieved": nan,  # 1 or 0, with a gallery
                     "yaw_error": float(pose_err[0]),
                     "pitch_error": float(pose_err[1]),
                     "roll_error": float(pose_err[2]),
@@ -172,6 +175,8 @@ def evaluate(settings: EvalSettings, progress: Callable[[int, int | None], None]
             if progress is not None:
                 progress(done, expected)
         descriptors = pool.collect()
+    # ID retrieval: which row of `candidates` each output's source is (its sources come first)
+    candidate_of = [list(source_faces).index(p) for p in src_paths]
     for k in range(n_out):  # identity, from the descriptors the pool computed
         s, src = series[k], sources[k].descriptor
         assert src is not None
@@ -182,6 +187,8 @@ def evaluate(settings: EvalSettings, progress: Callable[[int, int | None], None]
             s["sim_source"][pos] = m.cosine(got_d, src)
             s["sim_original"][pos] = m.cosine(got_d, own)
             s["original_sim_source"][pos] = m.cosine(own, src)
+            if candidates is not None:
+                s["id_retrieved"][pos] = float(int(np.argmax(candidates @ got_d)) == candidate_of[k])
     if not index:
         raise InputError(f"no frame of {settings.original} was evaluated")
     own_jitter = m.acceleration(orig_points, breaks)
@@ -209,6 +216,25 @@ def evaluate(settings: EvalSettings, progress: Callable[[int, int | None], None]
     )
 
 
+def _candidates(
+    analyser: FaceAnalyser, sources: dict[str, FaceFit], gallery: tuple[str, ...], notes: list[str]
+) -> np.ndarray | None:
+    """(C, 128) descriptors ID retrieval chooses among: the sources (in order), then each gallery
+    photo with a face (one without is left out with a note). None without a gallery."""
+    if not gallery:
+        return None
+    rows = [f.descriptor for f in sources.values()]
+    for path in gallery:
+        face = analyser.photo(path)
+        if face is None:
+            notes.append(f"no face found in gallery photo {path}: left out")
+        else:
+            rows.append(face.descriptor)
+    if len(rows) == len(sources):
+        raise InputError("no face was found in any gallery photo")
+    return np.stack([r for r in rows if r is not None])
+
+
 def _ratio(a: float, b: float) -> float:
     return a / b if np.isfinite(a) and np.isfinite(b) and b > 0 else float("nan")
 
@@ -230,6 +256,7 @@ def _summary(s: dict[str, list[float]]) -> OutputSummary:
         original_sim_source=mean(s["original_sim_source"]),
         identity_gain=mean(sim_src) - mean(s["original_sim_source"]),
         closer_to_source=float((sim_src[ok] > sim_orig[ok]).mean()) if ok.any() else float("nan"),
+        id_retrieval=mean(s["id_retrieved"]),
         pose_error_deg=mean(s["pose_error"]),
         yaw_error_deg=mean(s["yaw_error"]),
         pitch_error_deg=mean(s["pitch_error"]),
