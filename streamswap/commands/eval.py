@@ -52,7 +52,7 @@ def eval_command(
         ..., "--source", "-s", help="The source face photo (repeat: one per output, in order)."
     ),
     target: str = typer.Option(..., "--target", "-t", help="The original video the outputs were made from."),
-    outputs: list[str] = typer.Argument(..., metavar="OUTPUT...", help="Swapped videos to score against the original."),
+    outputs: list[str] = typer.Argument(..., metavar="OUTPUT", help="Swapped videos to score against the original."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object on stdout."),
     csv_path: str = typer.Option(None, "--csv", help="Write the per-frame series to this CSV file."),
     plot: str = typer.Option(None, "--plot", help="Write a PNG plot of the per-frame series."),
