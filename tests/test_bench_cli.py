@@ -40,7 +40,7 @@ def _environment_recorded(report):
 def test_bench_pipeline_reports_fps_stages_latency_and_memory(clips, tmp_path, cli):
     plot = tmp_path / "pipeline.png"
     report = _json(cli("bench", "pipeline", "-i", str(clips["singer"]), "-s", str(clips["mark"]), "--json",
-                       "--no-host-syncs", "--plot", str(plot)))
+                       "--no-host-syncs", "--eval", "--plot", str(plot)))
     _environment_recorded(report)
     assert report["frames"] == 12 and report["fps"] > 0 and report["faces"] >= 10
     names = [s["name"] for s in report["stages"]]
@@ -54,6 +54,10 @@ def test_bench_pipeline_reports_fps_stages_latency_and_memory(clips, tmp_path, c
     # the I/O floor measured in the same run: decode, RGB round trip, x264, audio copy alone
     assert report["io_floor_fps"] > report["fps"] > 0
     assert report["fraction_of_io_floor"] == pytest.approx(report["fps"] / report["io_floor_fps"], abs=1e-3)
+    # --eval: the swapped output judged by `streamswap eval` beside the speed
+    quality = report["quality"]
+    assert quality["recogniser"] == "dlib_resnet_128" and quality["frames_with_face"] >= 10
+    assert quality["identity_gain"] > 0 and quality["background"] < 5 and quality["flicker_ratio"] > 0
     assert plot.read_bytes().startswith(PNG)
 
 

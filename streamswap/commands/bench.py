@@ -87,6 +87,17 @@ def _mib(x: float | None) -> str:
     return "-" if x is None else f"{x:.0f}"
 
 
+def _quality(source: Path, original: Path, output: Path) -> dict[str, Any]:
+    """`streamswap eval`'s summary of one swapped output (JSON-ready: NaN as None)."""
+    from streamswap.eval.report import json_data
+    from streamswap.eval.run import EvalSettings, evaluate
+
+    report = evaluate(EvalSettings(sources=(str(source),), original=str(original), outputs=(str(output),)))
+    data = json_data(report, series=False)
+    summary: dict[str, Any] = data["outputs"][0]["summary"]
+    return {"recogniser": data["recogniser"], "frames_with_face": data["frames_with_face"], **summary}
+
+
 @bench_app.command("pipeline")
 def pipeline(
     input: Path = INPUT,
@@ -103,23 +114,32 @@ def pipeline(
         "--host-syncs/--no-host-syncs",
         help="Then run the job again counting the host syncs each stage would make on a GPU (on any device).",
     ),
+    quality: bool = typer.Option(
+        False, "--eval", help="Then judge the swapped output with `streamswap eval` (quality beside speed)."
+    ),
     as_json: bool = AS_JSON,
     out: Path = OUT,
     plot: Path = PLOT,
 ) -> None:
     """End-to-end frames/s, per-stage throughput and busy fraction (the bottleneck), source-to-sink
     latency p50/p95, peak RSS and peak GPU memory - one swap job in a fresh process - and the
-    host syncs per batch of each processing stage (`streamswap.stream.host_syncs`)."""
+    host syncs per batch of each processing stage (`streamswap.stream.host_syncs`); with --eval
+    the output's quality summary (`quality`: eval's fields) too."""
+    import tempfile
     from dataclasses import asdict, replace
 
     from streamswap.bench.jobs import run_isolated
     from streamswap.bench.report import environment
 
-    spec = replace(
-        _job("pipeline", input, source, engine, device, batch_size, detect_every, stand_in, width, sr),
-        host_syncs=host_syncs,
-    )
-    run = run_isolated(spec)
+    with tempfile.TemporaryDirectory(prefix="streamswap-bench-") as tmp:
+        spec = replace(
+            _job("pipeline", input, source, engine, device, batch_size, detect_every, stand_in, width, sr),
+            host_syncs=host_syncs,
+            out=str(Path(tmp) / "swapped.mp4") if quality else "",
+        )
+        run = run_isolated(spec)
+        judged = _quality(source, input, Path(spec.out)) if quality else None
+        spec = replace(spec, out="")  # the temporary output is gone with its folder
     # in the same run, so the ratio holds on a noisy machine: the job's speed as a share of what
     # its decode, RGB round trip, x264 (the job's preset and CRF) and audio copy cost alone
     from streamswap.bench.transcode import io_floor
@@ -136,12 +156,19 @@ def pipeline(
         **run,
         "io_floor_fps": floor["fps"],
         "fraction_of_io_floor": round(run["fps"] / floor["fps"], 3) if floor["fps"] else None,
+        "quality": judged,
     }
     table = Table(
         title=f"pipeline: {run['fps']:.1f} fps ({report['fraction_of_io_floor']:.0%} of the I/O floor's "
         f"{floor['fps']:.1f}), bottleneck {run['bottleneck']}, latency p50/p95 "
         f"{run['latency_p50_s']:.2f}/{run['latency_p95_s']:.2f} s, peak RSS {run['peak_rss_mib']:.0f} "
         f"MiB, GPU {_mib(run['peak_gpu_mib'])} MiB"
+        + (
+            f"; identity gain {judged['identity_gain']:+.3f}, flicker x{judged['flicker_ratio']:.2f}, "
+            f"jitter x{judged['jitter_ratio']:.2f}"
+            if judged and judged.get("flicker_ratio") is not None and judged.get("jitter_ratio") is not None
+            else ""
+        )
     )
     for col in ("stage", "items/s", "busy", "max queue", "host syncs/batch"):
         table.add_column(col)
