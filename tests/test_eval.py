@@ -310,3 +310,37 @@ def test_errors_are_one_line(shared_data, tmp_path, cli):
     _one_line_error(cli("eval", "-s", mark, "-t", str(tmp_path / "missing.mp4"), video), "does not exist", 2)
     _one_line_error(cli("eval", "-s", mark, "-t", video, video, "--frames", "3", "--every", "2"), "not both", 2)
     _one_line_error(cli("eval", "-s", mark, "-t", video, video, "--gallery", str(tmp_path / "none")), "not a folder", 2)
+
+
+def test_the_ghost_engines_arcface_judges_identity_when_asked(evaluated, shared_data):
+    """--recogniser arcface/auto: GHOST's backbone (here an IResNet-18 with random weights, the
+    published one not being in this cache) on GHOST's crop of 5 keypoints from dlib's 68."""
+    import torch
+
+    from streamswap.eval.arcface import ArcFaceRecogniser
+    from streamswap.eval.frames import FrameSelection
+    from streamswap.eval.run import EvalSettings, evaluate
+    from streamswap.models.arcface import IResNet
+
+    paths = evaluated[0]
+    torch.manual_seed(0)
+    arc = ArcFaceRecogniser(IResNet("r18").eval(), name="arcface_r18_random")
+    settings = EvalSettings((str(shared_data / "images" / "mark.jpg"),), str(paths["same"]),
+                            (str(paths["same"]), str(paths["paste"])), FrameSelection(frames=8), recogniser="arcface")
+    report = evaluate(settings, arcface=arc)
+    assert report.recogniser == "arcface_r18_random"
+    same, paste = (o.summary for o in report.outputs)
+    # measured: the original against itself 1.0000000 (gain 0.0); the pasted photo 0.686 with these weights
+    assert same.sim_original == pytest.approx(1.0, abs=1e-5) and same.identity_gain == pytest.approx(0.0, abs=1e-5)
+    assert paste.sim_original < 0.95
+    from streamswap.errors import InputError
+
+    with pytest.raises(InputError, match="choose auto, dlib or arcface"):
+        evaluate(EvalSettings(settings.sources, settings.original, settings.outputs, recogniser="vgg"))
+
+
+def test_arcface_without_the_backbone_in_the_cache_is_a_one_line_error(shared_data, tmp_path, cli):
+    video = str(shared_data / "videos" / "dance.mp4")
+    result = cli("eval", "-s", str(shared_data / "images" / "mark.jpg"), "-t", video, video, "--frames", "2",
+                 "--recogniser", "arcface", env={"STREAMSWAP_HOME": str(tmp_path / "empty-home")})
+    _one_line_error(result, "GHOST's ArcFace backbone is not in the model cache", 2)

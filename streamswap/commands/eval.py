@@ -1,6 +1,7 @@
 """`streamswap eval`: score swapped videos against the original they were made from.
 
-`--json` prints one object on stdout: `original`, `recogniser` ("dlib_resnet_128"),
+`--json` prints one object on stdout: `original`, `recogniser` ("dlib_resnet_128", or
+"ghost_arcface_iresnet100"),
 `frames_evaluated`, `frames_with_face`, `every`, `first_frames`, `frame_index` / `frame_time`
 (one per evaluated frame), `cuts` (frame numbers that start a shot), `notes`, `elapsed_s`, and
 `outputs`: one object per output with `output`, `source`, `summary` (the fields of
@@ -62,9 +63,16 @@ def eval_command(
     gallery: str = typer.Option(
         None, "--gallery", help="A folder of face photos of other people: adds ID retrieval (top-1 of the source)."
     ),
+    recogniser: str = typer.Option(
+        "auto",
+        "--recogniser",
+        help="Identity by dlib (128-D descriptor), arcface (the ghost engine's backbone, from the model cache), "
+        "or auto (arcface when the backbone is cached).",
+    ),
 ) -> None:
-    """Score swapped videos: identity (dlib descriptors), pose, expression, eyes, flicker, landmark
-    jitter and background, each output against ORIGINAL (see README "Evaluating a swap")."""
+    """Score swapped videos: identity (dlib descriptors, or the ghost engine's ArcFace), pose,
+    expression, eyes, flicker, landmark jitter and background, each output against ORIGINAL (see
+    README "Evaluating a swap")."""
     from streamswap.errors import InputError
     from streamswap.video.probe import check_file
 
@@ -77,7 +85,7 @@ def eval_command(
     from streamswap.eval.report import json_data, write_csv, write_plot
     from streamswap.eval.run import EvalSettings, evaluate
 
-    settings = EvalSettings(tuple(source), target, tuple(outputs), FrameSelection(frames, every), photos)
+    settings = EvalSettings(tuple(source), target, tuple(outputs), FrameSelection(frames, every), photos, recogniser)
     console = stderr_console(quiet or as_json)
     bar = progress_bar(console)
     task: list[Any] = []

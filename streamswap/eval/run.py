@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from streamswap.errors import InputError
 from streamswap.eval import metrics as m
+from streamswap.eval.arcface import ArcFaceRecogniser
 from streamswap.eval.faces import RECOGNISER, DescriptorPool, FaceAnalyser, FaceFit
 from streamswap.eval.frames import FrameSelection, aligned_frames
 from streamswap.eval.report import SERIES, EvalReport, OutputResult, OutputSummary
@@ -32,6 +33,9 @@ class EvalSettings:
     outputs: tuple[str, ...]
     selection: FrameSelection = FrameSelection()
     gallery: tuple[str, ...] = ()  # photos of other people: ID retrieval among them and the sources
+    # identity by "dlib" (128-D descriptor), "arcface" (the ghost engine's backbone, from the model
+    # cache) or "auto" (arcface when the backbone is in the cache)
+    recogniser: str = "auto"
 
 
 def _crop(box: np.ndarray, prev: np.ndarray, shape: tuple[int, ...], grow: float = 0.25) -> tuple[int, int, int, int]:
@@ -49,11 +53,41 @@ def _grey(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
 
 
-def evaluate(settings: EvalSettings, progress: Callable[[int, int | None], None] | None = None) -> EvalReport:
+def _arcface(settings: EvalSettings, given: ArcFaceRecogniser | None) -> ArcFaceRecogniser | None:
+    """The ArcFace recogniser to use, or None for dlib's (see EvalSettings.recogniser)."""
+    if settings.recogniser not in ("auto", "dlib", "arcface"):
+        raise InputError(f"--recogniser {settings.recogniser!r}: choose auto, dlib or arcface")
+    if settings.recogniser == "dlib":
+        return None
+    arc = given or ArcFaceRecogniser.from_cache()
+    if arc is None and settings.recogniser == "arcface":
+        raise InputError(
+            "--recogniser arcface: GHOST's ArcFace backbone is not in the model cache "
+            "(run `streamswap models fetch backbone`, or use --recogniser dlib)"
+        )
+    return arc
+
+
+def _photo_embedding(arc: ArcFaceRecogniser, analyser: FaceAnalyser, path: str) -> np.ndarray | None:
+    """ArcFace's embedding of a photo's largest face, or None without a face."""
+    from streamswap.faces.image import read_image
+
+    image = np.ascontiguousarray(read_image(path)[0].permute(1, 2, 0).numpy())
+    box = analyser.largest(image)
+    return None if box is None else arc.embed(image, analyser.fit(image, box, describe=False).points)
+
+
+def evaluate(
+    settings: EvalSettings,
+    progress: Callable[[int, int | None], None] | None = None,
+    *,
+    arcface: ArcFaceRecogniser | None = None,
+) -> EvalReport:
     """Measure each output against the original (see OutputSummary for what and which way is
     better). progress(frames done, frames expected or None) is called after each frame.
-    InputError for unusable files or a source count that is neither 1 nor one per output;
-    NoFaceError for a source photo without a face."""
+    arcface: the network for --recogniser auto/arcface (default: GHOST's backbone from the cache).
+    InputError for unusable files, a source count that is neither 1 nor one per output, or
+    --recogniser arcface without the backbone; NoFaceError for a source photo without a face."""
     import cv2
     import torch
 
@@ -66,12 +100,16 @@ def evaluate(settings: EvalSettings, progress: Callable[[int, int | None], None]
         raise InputError(f"give one --source for all outputs or one per output ({n_out}), not {len(settings.sources)}")
     t0 = time.perf_counter()
     notes: list[str] = []
+    arc = _arcface(settings, arcface)
     analyser = FaceAnalyser()
     src_paths = settings.sources if len(settings.sources) == n_out else settings.sources * n_out
     source_faces = {p: analyser.source(p) for p in dict.fromkeys(settings.sources)}
+    if arc is not None:  # the same faces, described by ArcFace
+        source_faces = {p: replace(f, descriptor=_photo_embedding(arc, analyser, p)) for p, f in source_faces.items()}
     expected, frames = aligned_frames(settings.original, settings.outputs, settings.selection, notes)
     sources = [source_faces[p] for p in src_paths]
-    candidates = _candidates(analyser, source_faces, settings.gallery, notes)
+    candidates = _candidates(analyser, source_faces, settings.gallery, notes, arc)
+    embedded: dict[tuple[int, int], np.ndarray] = {}  # ArcFace's, computed here (dlib's: in the pool)
     flow = cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     # descriptors (the costliest part, ~60 ms a face) in two processes beside this one: with one
     # output, one process alone kept this one waiting 45 % of the time (100 frames of nggyup)
@@ -106,7 +144,10 @@ def evaluate(settings: EvalSettings, progress: Callable[[int, int | None], None]
             if box is not None:
                 points, chip = analyser.fit_chip(frame.original, box)
                 fit = FaceFit(box, points, None)
-                pool.submit((done - 1, -1), chip)
+                if arc is None:
+                    pool.submit((done - 1, -1), chip)
+                else:
+                    embedded[(done - 1, -1)] = arc.embed(frame.original, points)
             orig_points.append(None if fit is None else fit.points)
             with_face += fit is not None
             # flicker: the original's own flow from this frame back to the one before, within the face
@@ -143,7 +184,10 @@ def evaluate(settings: EvalSettings, progress: Callable[[int, int | None], None]
                         s[name].append(nan)
                     continue
                 got, chip = analyser.fit_chip(img, fit.box)
-                pool.submit((done - 1, k), chip)
+                if arc is None:
+                    pool.submit((done - 1, k), chip)
+                else:
+                    embedded[(done - 1, k)] = arc.embed(img, got)
                 out_points[k].append(got)
                 pose_err = m.angle_error(m.head_pose(got, (grey.shape[1], grey.shape[0])), pose)
                 mouth, eyes, brows = m.expression_errors(got, fit.points)
@@ -173,7 +217,7 @@ def evaluate(settings: EvalSettings, progress: Callable[[int, int | None], None]
                     s[name].append(values[name])
             if progress is not None:
                 progress(done, expected)
-        descriptors = pool.collect()
+        descriptors = pool.collect() if arc is None else embedded
     # ID retrieval: which row of `candidates` each output's source is (its sources come first)
     candidate_of = [list(source_faces).index(p) for p in src_paths]
     for k in range(n_out):  # identity, from the descriptors the pool computed
@@ -201,7 +245,7 @@ def evaluate(settings: EvalSettings, progress: Callable[[int, int | None], None]
         results.append(OutputResult(settings.outputs[k], src_paths[k], _summary(s), s))
     return EvalReport(
         original=settings.original,
-        recogniser=RECOGNISER,
+        recogniser=RECOGNISER if arc is None else arc.name,
         frames_evaluated=len(index),
         frames_with_face=with_face,
         every=settings.selection.every,
@@ -216,19 +260,27 @@ def evaluate(settings: EvalSettings, progress: Callable[[int, int | None], None]
 
 
 def _candidates(
-    analyser: FaceAnalyser, sources: dict[str, FaceFit], gallery: tuple[str, ...], notes: list[str]
+    analyser: FaceAnalyser,
+    sources: dict[str, FaceFit],
+    gallery: tuple[str, ...],
+    notes: list[str],
+    arc: ArcFaceRecogniser | None = None,
 ) -> np.ndarray | None:
-    """(C, 128) descriptors ID retrieval chooses among: the sources (in order), then each gallery
+    """(C, D) descriptors ID retrieval chooses among: the sources (in order), then each gallery
     photo with a face (one without is left out with a note). None without a gallery."""
     if not gallery:
         return None
     rows = [f.descriptor for f in sources.values()]
     for path in gallery:
-        face = analyser.photo(path)
-        if face is None:
+        if arc is not None:
+            desc = _photo_embedding(arc, analyser, path)
+        else:
+            face = analyser.photo(path)
+            desc = None if face is None else face.descriptor
+        if desc is None:
             notes.append(f"no face found in gallery photo {path}: left out")
         else:
-            rows.append(face.descriptor)
+            rows.append(desc)
     if len(rows) == len(sources):
         raise InputError("no face was found in any gallery photo")
     return np.stack([r for r in rows if r is not None])
