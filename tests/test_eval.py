@@ -344,3 +344,18 @@ def test_arcface_without_the_backbone_in_the_cache_is_a_one_line_error(shared_da
     result = cli("eval", "-s", str(shared_data / "images" / "mark.jpg"), "-t", video, video, "--frames", "2",
                  "--recogniser", "arcface", env={"STREAMSWAP_HOME": str(tmp_path / "empty-home")})
     _one_line_error(result, "GHOST's ArcFace backbone is not in the model cache", 2)
+
+
+def test_flicker_and_jitter_are_also_given_per_shot(evaluated):
+    """The clip has nggyup's cut at frame 22: two shots, each with its own ratios."""
+    _, report, *_ = evaluated
+    assert report["cuts"] == [22]
+    by_name = {Path(o["output"]).stem: o for o in report["outputs"]}
+    for out in by_name.values():
+        shots = out["shots"]
+        assert [s["first_frame"] for s in shots] == [0, 22]
+        assert sum(s["frames"] for s in shots) == report["frames_evaluated"]
+    for shot in by_name["clip"]["shots"]:  # the original as its own output: 1 in every shot
+        assert abs(shot["flicker_ratio"] - 1) <= 0.02 and abs(shot["jitter_ratio"] - 1) <= 0.02
+    for shot in by_name["noise12"]["shots"]:  # the strongest synthetic flicker shows in both shots
+        assert shot["flicker_ratio"] > 2, shot

@@ -1,12 +1,12 @@
 """`streamswap eval`: score swapped videos against the original they were made from.
 
 `--json` prints one object on stdout: `original`, `recogniser` ("dlib_resnet_128", or
-"ghost_arcface_iresnet100"),
-`frames_evaluated`, `frames_with_face`, `every`, `first_frames`, `frame_index` / `frame_time`
-(one per evaluated frame), `cuts` (frame numbers that start a shot), `notes`, `elapsed_s`, and
-`outputs`: one object per output with `output`, `source`, `summary` (the fields of
-`streamswap.eval.report.OutputSummary`) and `series` (each per-frame series of
-`streamswap.eval.report.SERIES`, null where not measured). NaN is written as null.
+"ghost_arcface_iresnet100"), `frames_evaluated`, `frames_with_face`, `every`, `first_frames`,
+`frame_index` / `frame_time` (one per evaluated frame), `cuts` (frame numbers that start a
+shot), `notes`, `elapsed_s`, and `outputs`: one object per output with `output`, `source`,
+`summary` (the fields of `streamswap.eval.report.OutputSummary`), `series` (each per-frame series
+of `streamswap.eval.report.SERIES`, null where not measured) and `shots` (flicker and jitter
+ratios per shot, `streamswap.eval.report.ShotSummary`). NaN is written as null.
 """
 
 from __future__ import annotations

@@ -66,15 +66,28 @@ class OutputSummary:
     background: float  # mean |output - original| outside the dilated face hull, grey levels
 
 
+@dataclass(frozen=True)
+class ShotSummary:
+    """The temporal measures of one shot (the frames from one scene cut to the next): its first
+    frame (original frame number), how many evaluated frames it holds, and the flicker and jitter
+    ratios over it alone (NaN where it has too few frames with a face)."""
+
+    first_frame: int
+    frames: int
+    flicker_ratio: float
+    jitter_ratio: float
+
+
 @dataclass
 class OutputResult:
-    """One output: its path, the source photo it is judged against, the summary, and the series
-    (name -> one value per evaluated frame, see SERIES)."""
+    """One output: its path, the source photo it is judged against, the summary, the series
+    (name -> one value per evaluated frame, see SERIES) and the temporal measures per shot."""
 
     output: str
     source: str
     summary: OutputSummary
     series: dict[str, list[float]] = field(default_factory=dict)
+    shots: list[ShotSummary] = field(default_factory=list)
 
 
 @dataclass

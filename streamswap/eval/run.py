@@ -14,7 +14,7 @@ from streamswap.eval import metrics as m
 from streamswap.eval.arcface import ArcFaceRecogniser
 from streamswap.eval.faces import RECOGNISER, DescriptorPool, FaceAnalyser, FaceFit
 from streamswap.eval.frames import FrameSelection, aligned_frames
-from streamswap.eval.report import SERIES, EvalReport, OutputResult, OutputSummary
+from streamswap.eval.report import SERIES, EvalReport, OutputResult, OutputSummary, ShotSummary
 
 #: scene_cuts' thumbnail size (its default), (h, w)
 CUT_THUMB = (36, 64)
@@ -242,7 +242,7 @@ def evaluate(
         measured = [not np.isnan(v) for v in s["sim_source"]]
         s["jitter"] = [float(v) if ok else nan for v, ok in zip(out_jitter, measured, strict=True)]
         s["original_jitter"] = [float(v) if ok else nan for v, ok in zip(own_jitter, measured, strict=True)]
-        results.append(OutputResult(settings.outputs[k], src_paths[k], _summary(s), s))
+        results.append(OutputResult(settings.outputs[k], src_paths[k], _summary(s), s, _shots(s, index, breaks)))
     return EvalReport(
         original=settings.original,
         recogniser=RECOGNISER if arc is None else arc.name,
@@ -284,6 +284,24 @@ def _candidates(
     if len(rows) == len(sources):
         raise InputError("no face was found in any gallery photo")
     return np.stack([r for r in rows if r is not None])
+
+
+def _shots(s: dict[str, list[float]], index: list[int], breaks: list[bool]) -> list[ShotSummary]:
+    """Flicker and jitter ratios per shot: the evaluated frames from one cut (`breaks`) to the next."""
+    starts = [0, *(i for i, cut in enumerate(breaks) if cut and i > 0)]
+    out = []
+    for a, b in zip(starts, [*starts[1:], len(index)], strict=True):
+        fl = [(x, y) for x, y in zip(s["flicker"][a:b], s["original_flicker"][a:b], strict=True) if np.isfinite(x + y)]
+        ji = [(x, y) for x, y in zip(s["jitter"][a:b], s["original_jitter"][a:b], strict=True) if np.isfinite(x + y)]
+        out.append(
+            ShotSummary(
+                first_frame=index[a],
+                frames=b - a,
+                flicker_ratio=_ratio(m.nanmean([x for x, _ in fl]), m.nanmean([y for _, y in fl])),
+                jitter_ratio=_ratio(m.nanmean([x for x, _ in ji]), m.nanmean([y for _, y in ji])),
+            )
+        )
+    return out
 
 
 def _ratio(a: float, b: float) -> float:
