@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from streamswap.errors import InputError, ModelError
 from streamswap.faces.nms import greedy_keep
-from streamswap.faces.onnx_runtime import OnnxRunner, OnnxSignature, Runtime, default_runtime, load_onnx_runner
+from streamswap.faces.onnx_runtime import OnnxRunner, OnnxSignature, Runtime, load_onnx_runner
 from streamswap.faces.records import FaceBatch
 from streamswap.transfer import host_tensors
 
@@ -179,7 +179,6 @@ class SCRFDDetector:
         threads: int = 0,
     ) -> SCRFDDetector:
         """Load an SCRFD ONNX file (checks its signature; probes whether it takes a batch)."""
-        runtime = runtime or default_runtime(device)
         runner = load_onnx_runner(
             path,
             SCRFD_SIGNATURE,

@@ -24,7 +24,6 @@ from streamswap.faces.onnx_runtime import (
     OnnxRunner,
     OnnxSignature,
     Runtime,
-    default_runtime,
     load_onnx_model,
     load_onnx_runner,
     model_node_names,
@@ -72,15 +71,17 @@ class OnnxArcFace:
         fp16: bool | None = None,
         threads: int = 0,
     ) -> OnnxArcFace:
-        mean, std = recogniser_normalisation(load_onnx_model(path, RECOGNISER_SIGNATURE))
+        model = load_onnx_model(path, RECOGNISER_SIGNATURE)
+        mean, std = recogniser_normalisation(model)
         runner = load_onnx_runner(
             path,
             RECOGNISER_SIGNATURE,
-            runtime or default_runtime(device),
+            runtime,
             device,
             (1, 3, 112, 112),
             fp16=fp16,
             threads=threads,
+            model=model,
         )
         return cls(runner, mean, std)
 

@@ -20,7 +20,6 @@ from streamswap.faces.onnx_runtime import (
     OnnxRunner,
     OnnxSignature,
     Runtime,
-    default_runtime,
     load_onnx_model,
     load_onnx_runner,
     model_node_names,
@@ -77,15 +76,17 @@ class Landmark106:
         fp16: bool | None = None,
         threads: int = 0,
     ) -> Landmark106:
-        mean, std = landmark_normalisation(load_onnx_model(path, LANDMARK106_SIGNATURE))
+        model = load_onnx_model(path, LANDMARK106_SIGNATURE)
+        mean, std = landmark_normalisation(model)
         runner = load_onnx_runner(
             path,
             LANDMARK106_SIGNATURE,
-            runtime or default_runtime(device),
+            runtime,
             device,
             (1, 3, CROP, CROP),
             fp16=fp16,
             threads=threads,
+            model=model,
         )
         return cls(runner, mean, std)
 

@@ -305,20 +305,25 @@ def _probe(runner: _RunnerBase, probe_shape: Sequence[int], kind: str) -> None:
 def load_onnx_runner(
     path: str | Path,
     signature: OnnxSignature,
-    runtime: Runtime,
+    runtime: Runtime | None,
     device: torch.device | str,
     probe_shape: Sequence[int],
     fp16: bool | None = None,
     threads: int = 0,
+    model: Any = None,
 ) -> _RunnerBase:
     """Load, check and probe one ONNX model.
 
-    runtime: "torch" (onnx2torch) or "onnxruntime"; device: where inputs and outputs live;
-    fp16: torch runtime only, default True on CUDA; probe_shape: an input shape (B, C, H, W) the
-    model must accept (B is ignored); threads: onnxruntime intra-op threads (0 = its default).
+    runtime: "torch" (onnx2torch) or "onnxruntime" (None: `default_runtime(device)`); device:
+    where inputs and outputs live; fp16: torch runtime only, default True on CUDA; probe_shape:
+    an input shape (B, C, H, W) the model must accept (B is ignored); threads: onnxruntime
+    intra-op threads (0 = its default); model: `path` already read by `load_onnx_model` (a caller
+    that reads the graph itself, e.g. for its normalisation, need not parse it twice).
     """
     device = torch.device(device)
-    model = load_onnx_model(path, signature)
+    runtime = runtime or default_runtime(device)
+    if model is None:
+        model = load_onnx_model(path, signature)
     if runtime == "torch":
         runner: _RunnerBase = TorchRunner(model, device, fp16=device.type == "cuda" if fp16 is None else fp16)
     elif runtime == "onnxruntime":
