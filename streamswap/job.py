@@ -290,9 +290,4 @@ def run_job(
 
 def _backends(opened: _Opened) -> dict[str, str]:
     """Which backend runs each stage, and why ("pyav (forced by --decoder pyav)")."""
-    sink_choice = getattr(opened.sink, "choice", None)
-    return {
-        "decode": str(opened.src.choice),
-        **opened.session.backends,
-        "encode": str(sink_choice) if sink_choice is not None else "segments",
-    }
+    return {"decode": str(opened.src.choice), **opened.session.backends, "encode": str(opened.sink.choice)}

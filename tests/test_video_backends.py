@@ -17,7 +17,7 @@ from nvc_fakes import fake_nvc
 from streamswap.bench.media import make_video
 from streamswap.errors import InputError
 from streamswap.frames import Frame
-from streamswap.video.color import nv12_to_rgb, rgb_to_nv12
+from streamswap.video.color import rgb_to_nv12, surface_to_rgb
 from streamswap.video.nv import BackendChoice, GpuProbe, choose_decoder, choose_encoder, import_nvcodec, probe_nvenc
 from streamswap.video.nvdec_support import StreamFacts
 from streamswap.video.sinks import EncodeSettings, FileSink
@@ -87,7 +87,7 @@ def test_pynvvideocodec_import_is_guarded():
         assert why.startswith("PyNvVideoCodec unavailable (")
 
 
-def test_nv12_to_rgb_matches_ffmpeg_on_real_frames(shared_data):
+def test_nv12_surfaces_convert_like_ffmpeg_on_real_frames(shared_data):
     for name in ("nggyup.mp4", "dance.mp4"):
         with av.open(str(shared_data / "videos" / name)) as c:
             for i, frame in enumerate(c.decode(video=0)):
@@ -95,9 +95,9 @@ def test_nv12_to_rgb_matches_ffmpeg_on_real_frames(shared_data):
                     break
         ref = frame.to_ndarray(format="rgb24").astype(np.int16)
         nv12 = torch.from_numpy(frame.reformat(format="nv12").to_ndarray())
-        ours = nv12_to_rgb(nv12, frame.height, frame.width).numpy().astype(np.int16)
+        ours = surface_to_rgb(nv12, "nv12", frame.height, frame.width).numpy().astype(np.int16)
         assert ours.shape == ref.shape and np.abs(ours - ref).mean() < 1.5, name
-        back = nv12_to_rgb(rgb_to_nv12(torch.from_numpy(ref.astype(np.uint8))), frame.height, frame.width)
+        back = surface_to_rgb(rgb_to_nv12(torch.from_numpy(ref.astype(np.uint8))), "nv12", frame.height, frame.width)
         assert np.abs(back.numpy().astype(np.int16) - ref).mean() < 1.0
 
 
@@ -216,7 +216,7 @@ def test_a_forced_nvenc_that_fails_to_start_stops_with_one_line_and_leaves_no_ou
     def broken(*args, **kwargs):
         raise RuntimeError("NV_ENC_ERR_UNSUPPORTED_DEVICE")
 
-    sink = FileSink(tmp_path / "out.mp4", src.info, EncodeSettings(preset="ultrafast"),
+    sink = FileSink(tmp_path / "out.mp4", src.info, EncodeSettings(encoder="nvenc", preset="ultrafast"),
                     BackendChoice("nvenc", "forced by --encoder nvenc"), nvenc_factory=broken)
     frame = next(iter(src))
     with pytest.raises(InputError, match=r"^--encoder nvenc: NVENC failed to start .*UNSUPPORTED_DEVICE.*x264"):

@@ -206,10 +206,10 @@ def format_matrix(settings: SuiteSettings, tmp: Path) -> dict[str, Any]:
 
     gpu = probe_gpu() if settings.on_gpu else None
     clips: dict[str, Any] = {}
-    for name, kw, suffix in FORMAT_CLIPS:
+    for name, clip, suffix in FORMAT_CLIPS:
+        kw = dict(clip)  # FORMAT_CLIPS stays as it is
         size = kw.pop("size", (320, 180) if settings.quick else (1280, 720))
         path = make_video(tmp / f"{name}{suffix}", frames=6 if settings.quick else 30, fps=30, size=size, **kw)
-        kw["size"] = size
         probe = open_source(path, SourceOptions(decoder="pyav"))
         facts = probe.info.facts
         probe.close()

@@ -82,13 +82,6 @@ def surface_to_rgb(
     return rgb.round_().clamp_(0, 255).to(torch.uint8)
 
 
-def nv12_to_rgb(
-    nv12: torch.Tensor, height: int, width: int, *, matrix: str | None = None, full_range: bool = False
-) -> torch.Tensor:
-    """NV12 (H * 3 // 2, W) uint8 -> (H, W, 3) uint8 RGB on the same device (see `surface_to_rgb`)."""
-    return surface_to_rgb(nv12, "nv12", height, width, matrix=matrix, full_range=full_range)
-
-
 def _yuv420_planes(rgb: torch.Tensor, matrix: str | None, full_range: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(Y (H, W), UV (2, H/2, W/2)) float at 8-bit levels; chroma is the mean of each 2x2 block."""
     h, w, _ = rgb.shape

@@ -174,10 +174,6 @@ def choose_encoder(requested: str, *, device: torch.device, gpu: GpuProbe) -> Ba
 # --- NVDEC ---------------------------------------------------------------------------------------
 
 
-# what PyNvVideoCodec reports for a frame without a timestamp (AV_NOPTS_VALUE)
-NO_PTS = -(2**63)
-
-
 def decoder_pts(value: object) -> int | None:
     """A decoded frame's timestamp, or None when it is missing: absent, INT64_MIN (FFmpeg's
     AV_NOPTS_VALUE, as PyNvVideoCodec passes it on) or negative; the source then fills it in

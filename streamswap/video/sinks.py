@@ -397,7 +397,7 @@ class FileSink:
                 )
             except Exception as exc:  # noqa: BLE001 - the probe said yes, the driver said no: still encode
                 failure = f"NVENC failed to start ({type(exc).__name__}: {exc})"
-                if self.choice.reason.startswith("forced"):  # --encoder nvenc: no silent fallback
+                if self.settings.encoder == "nvenc":  # forced: no silent fallback
                     raise InputError(f"--encoder nvenc: {failure}; use --encoder x264 or auto") from None
                 why = f"{failure}; used CPU libx264 instead"
                 log.warning(why)
