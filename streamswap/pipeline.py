@@ -95,7 +95,7 @@ class AnalyseStep:
         faces = self.analyser(images, self.with_identity)
         same_size = self.previous is not None and self.previous.shape == images.shape[1:]
         cuts = scene_cuts(images, self.previous if same_size else None)
-        self.previous = images[-1]
+        self.previous = frames[-1].image.permute(2, 0, 1)  # the frame's own tensor, not the batch's stacked copy
         out = []
         for i, (frame, own) in enumerate(zip(frames, faces.per_frame(), strict=True)):
             extras = dict(frame.extras)
