@@ -139,9 +139,13 @@ class _Runner:
         self.threads: list[threading.Thread] = []
 
     def _spawn(self, target: Callable[[], None], n: int = 1) -> None:
+        def on_own_stream() -> None:
+            with self.control.streams.enter():  # each thread's device work on a stream of its own
+                target()
+
         for i in range(n):
             suffix = f"-{i}" if n > 1 else ""
-            t = threading.Thread(target=target, name=f"stage-{self.name}{suffix}", daemon=True)
+            t = threading.Thread(target=on_own_stream, name=f"stage-{self.name}{suffix}", daemon=True)
             self.threads.append(t)
 
     def start(self) -> None:
@@ -165,11 +169,7 @@ class SourceRunner(_Runner):
     def __init__(self, spec: Source, out: Channel, meter: StageMeter, control: Control) -> None:
         super().__init__(spec.name, meter, control)
         self.spec, self.out = spec, out
-        self._spawn(self._run)
-
-    def _run(self) -> None:
-        with self.control.streams.enter():
-            self._read()
+        self._spawn(self._read)
 
     def _read(self) -> None:
         count = 0
@@ -209,11 +209,7 @@ class StageRunner(_Runner):
         self.spec, self.inp, self.out = spec, inp, out
         self._alive = spec.workers
         self._lock = threading.Lock()
-        self._spawn(self._run, spec.workers)
-
-    def _run(self) -> None:
-        with self.control.streams.enter():
-            self._work()
+        self._spawn(self._work, spec.workers)
 
     def _work(self) -> None:
         policy = self.spec.batch
@@ -277,11 +273,7 @@ class SinkRunner(_Runner):
         super().__init__(spec.name, meter, control)
         self.spec, self.inp = spec, inp
         self._error = error
-        self._spawn(self._run)
-
-    def _run(self) -> None:
-        with self.control.streams.enter():
-            self._write()
+        self._spawn(self._write)
 
     def _write(self) -> None:
         pending: dict[int, Envelope] = {}
