@@ -40,8 +40,9 @@ class VideoInfo:
         (None when unknown, e.g. live). rotation: degrees counter-clockwise the decoded picture is
         turned to be upright (from the display matrix; 0, 90, 180 or 270).
     colorspace: PyAV reformatter name of the YUV matrix (None: unspecified, FFmpeg uses BT.601);
-        full_range: JPEG (0-255) rather than MPEG (16-235) YUV levels. pix_fmt, profile: FFmpeg's
-    names for the decoded pixel format ("yuv420p10le") and the codec profile ("Main 10").
+        full_range: JPEG (0-255) rather than MPEG (16-235) YUV levels.
+    pix_fmt, profile: FFmpeg's names for the decoded pixel format ("yuv420p10le") and the codec
+        profile ("Main 10").
     """
 
     width: int

@@ -63,7 +63,7 @@ class NvDecFileSource(VideoSource):
         pacer = _Pacer() if self._opt.pace else None
         tb = self.info.time_base
         rot = self.info.rotation
-        h, w = (self.info.width, self.info.height) if rot in (90, 270) else (self.info.height, self.info.width)
+        h, w = self._facts.height, self._facts.width  # the coded picture, before rotation
         for surface, pts in self._decoder:
             if self._opt.max_frames is not None and self.frames_read >= self._opt.max_frames:
                 break
