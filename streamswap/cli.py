@@ -12,7 +12,20 @@ __all__ = ["COMMANDS", "app", "main", "register"]
 
 #: The command groups, in the order `streamswap --help` lists them; each module adds its commands
 #: to `app` when imported.
-COMMANDS = ("models", "doctor", "transcode", "swap", "eval", "live", "demo", "bench", "bench_workers", "batch", "train")
+COMMANDS = (
+    "models",
+    "doctor",
+    "transcode",
+    "swap",
+    "eval",
+    "live",
+    "serve",
+    "demo",
+    "bench",
+    "bench_workers",
+    "batch",
+    "train",
+)
 
 
 def register() -> None:

@@ -52,7 +52,9 @@ class Job:
     max_frames: stop after that many; span: one chunk of a cluster job (see `swap_span`);
     models / identity: already loaded networks and the job's shared source identity (None:
     the engine loads and computes them); host_syncs: count the processing stages' host syncs
-    into this audit (`bench pipeline`; slower)."""
+    into this audit (`bench pipeline`; slower); frames_from / frames_to: an already opened
+    source and sink to use instead of opening `target` and `output` (frames handed over in
+    memory, e.g. a WebRTC track: `video.queues`); `target`/`output` then only name them."""
 
     options: SwapOptions
     target: str
@@ -64,6 +66,8 @@ class Job:
     models: EngineModels | None = None
     identity: SourceIdentity | None = None
     host_syncs: HostSyncAudit | None = None
+    frames_from: VideoSource | None = None
+    frames_to: VideoSink | None = None
 
 
 @dataclass
@@ -86,7 +90,7 @@ def _open(job: Job, notice: Callable[[str], None] | None) -> tuple[_Opened, str 
     device = job.models.device if job.models else resolve_device(options.device)
     gpu = gpu_for(device)
     # a span seeks by demuxing, which the NVDEC source cannot: its frames are decoded by PyAV
-    src = open_source(
+    src = job.frames_from or open_source(
         job.target,
         SourceOptions(
             device=str(device),
@@ -142,6 +146,8 @@ def _open_output(
     job: Job, src: VideoSource, device: torch.device, gpu: GpuProbe, resume: ResumePlan | None
 ) -> VideoSink | SegmentSink:
     options = job.options
+    if job.frames_to is not None:
+        return job.frames_to
     if job.span is not None:
         from streamswap.cluster.spans import open_span_sink
 
@@ -266,7 +272,8 @@ def run_job(
 ) -> SwapReport:
     """Run `job` to the end of its input, its `max_frames`, a stop (`Graph.stop`, via `on_graph`)
     or Ctrl-C (the output is finalised either way); its report."""
-    check_job_paths(job.options, job.target, job.output)
+    if job.frames_from is None and job.frames_to is None:  # frames in memory: no paths to check
+        check_job_paths(job.options, job.target, job.output)
     map_large_blocks()  # freed frames go back to the system at once (see streamswap.memory)
     opened, message = _open(job, notice)
     # what the report shows: a URL without its credentials (the job keeps the real one)
