@@ -66,8 +66,10 @@ async def read_form(
     from python_multipart.multipart import MultipartParser, parse_options_header
 
     kind, params = parse_options_header(content_type)
+    if kind == b"application/x-www-form-urlencoded":  # fields only (server paths, options)
+        return await _read_urlencoded(body)
     if kind != b"multipart/form-data" or b"boundary" not in params:
-        raise InputError("send the job as multipart/form-data")
+        raise InputError("send the job as multipart/form-data (or urlencoded fields naming server paths)")
     form = Form()
     state: dict[str, object] = {"headers": {}, "field": b"", "value": b""}
     current: dict[str, object] = {}
@@ -159,3 +161,14 @@ async def read_form(
         if f is not None:
             f.close()
     return form
+
+
+async def _read_urlencoded(body: AsyncIterator[bytes]) -> Form:
+    from urllib.parse import parse_qsl
+
+    data = bytearray()
+    async for chunk in body:
+        data.extend(chunk)
+        if len(data) > MAX_FIELD_BYTES:
+            raise TooLarge(f"form fields over {MAX_FIELD_BYTES} bytes")
+    return Form(fields=dict(parse_qsl(data.decode("utf-8", "replace"), keep_blank_values=True)))
