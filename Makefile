@@ -13,12 +13,12 @@ GPU    := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 ifeq ($(GPU),1)
 # the tested minor: PyPI's Linux wheels of it are CUDA 13 builds
 TORCH  := 'torch==2.13.*'
-EXTRAS := gpu,lite,train,cluster,bench,dev
+EXTRAS := gpu,lite,train,cluster,bench,serve,dev
 ORT    := onnxruntime-gpu
 ORT_OFF:= onnxruntime
 else
 TORCH  := torch==2.13.0
-EXTRAS := cpu,lite,train,cluster,bench,dev
+EXTRAS := cpu,lite,train,cluster,bench,serve,dev
 ORT    := onnxruntime
 ORT_OFF:= onnxruntime-gpu
 endif
@@ -49,12 +49,15 @@ $(STAMP): pyproject.toml Makefile
 demo: install
 	$(VENV)/bin/streamswap demo
 
-# The RTSP loopback tests need a local RTSP server; install it where we may (CI runs as root),
-# otherwise those tests skip and say why.
+# The RTSP loopback tests need a local RTSP server, the serve browser test Debian's chromium; install
+# them where we may (CI runs as root), otherwise those tests skip and say why.
 test-services:
 	@command -v rtsp-server-perl >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		(apt-get update -qq && apt-get install -y -qq rtsp-server-perl >/dev/null) || \
 		echo "note: rtsp-server-perl not installed; RTSP tests will skip"; }
+	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || \
+		echo "note: chromium not installed; the serve browser test will skip"; }
 
 # Lint, format and types first (seconds), then the suite
 lint: install

@@ -34,7 +34,7 @@ def media(tmp_path_factory, shared_data) -> dict[str, Path]:
     return {
         "face": shared_data / "images" / "mark.jpg",
         "short": make_clip(video, root / "short.mp4", seconds=1.5),
-        "long": make_clip(video, root / "long.mp4", seconds=4.0),
+        "long": make_clip(video, root / "long.mp4", seconds=2.5),
         "root": root,
     }
 
@@ -135,7 +135,7 @@ def test_cancel_leaves_a_playable_partial(server, media):
         out = media["root"] / "partial.mp4"
         out.write_bytes(c.get(f"/api/jobs/{job['id']}/result").content)
         frames, audio = _video(out)
-        assert 0 < frames < 120 and audio > 0
+        assert 0 < frames < 75 and audio > 0
 
 
 def test_paths_outside_the_data_dir_are_refused(server, media, tmp_path):
@@ -168,7 +168,7 @@ def test_restart_keeps_the_jobs_and_resumes_the_interrupted_one(server, media):
         assert {k: after[k]["state"] for k in before} == before  # finished jobs listed as they were
         assert c.get("/api/info").json()["resumed"] == 1
         final = _final(c, job["id"])
-        assert final["state"] == "done" and final["resumed"] == 1 and final["frames"] == 120, final
+        assert final["state"] == "done" and final["resumed"] == 1 and final["frames"] == 75, final
 
 
 def test_caps_and_rate_limit(tmp_path, media):

@@ -42,8 +42,9 @@ def serve(
 
     missing = [m for m in ("fastapi", "uvicorn", "aiortc", "python_multipart") if importlib.util.find_spec(m) is None]
     if missing:
-        raise InputError(f"`streamswap serve` needs the serve extra ({', '.join(missing)} missing): "
-                         "pip install 'streamswap[serve]'")
+        raise InputError(
+            f"`streamswap serve` needs the serve extra ({', '.join(missing)} missing): pip install 'streamswap[serve]'"
+        )
     if (certfile is None) != (keyfile is None):
         raise InputError("give both --certfile and --keyfile (or neither)")
     for f in (certfile, keyfile):
@@ -112,6 +113,8 @@ def _serve(settings: object) -> None:
     )
     server = uvicorn.Server(config)
     # the one place the token is shown (as Jupyter does): the address to open
-    console.print(f"StreamSwap serving {settings.data_dir}\n  jobs: {settings.url('/')}\n  live: {settings.url('/live')}")
+    console.print(
+        f"StreamSwap serving {settings.data_dir}\n  jobs: {settings.url('/')}\n  live: {settings.url('/live')}"
+    )
     console.print(f"listening on {settings.host}:{port}", style="dim")
     server.run(sockets=[sock])

@@ -16,7 +16,6 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
@@ -348,9 +347,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
     async def live_close(session_id: str) -> Response:
         """End a live session."""
         closed = await live.close(session_id)
-        shutil.rmtree(data_dir / "live" / session_id, ignore_errors=True) if re.fullmatch(
-            r"[0-9a-f]{12}", session_id
-        ) else None
+        if re.fullmatch(r"[0-9a-f]{12}", session_id):  # an id, not a path
+            shutil.rmtree(data_dir / "live" / session_id, ignore_errors=True)
         return JSONResponse({"closed": closed}, status_code=200 if closed else 404)
 
     @app.get("/api/info")
@@ -377,26 +375,21 @@ def _option_types() -> dict[str, tuple[type, str]]:
 
 def _preview_jpeg(path: Path, t: float) -> bytes:
     """A JPEG of `path` (image or video) at `t` seconds."""
+    import io
+
     import av
 
     from streamswap.video.probe import classify
 
-    if classify(str(path)) == "image":
-        with av.open(str(path)) as c:
-            frame = next(c.decode(video=0))
-    else:
-        with av.open(str(path)) as c:
-            stream = c.streams.video[0]
-            frame = None
-            for f in c.decode(stream):
-                frame = f
-                if f.time is not None and f.time >= t:
-                    break
-            if frame is None:
-                raise InputError(f"{path.name} has no frame")
+    frame: av.VideoFrame | None = None
+    with av.open(str(path)) as c:
+        for f in c.decode(c.streams.video[0]):
+            frame = f
+            if classify(str(path)) == "image" or (f.time is not None and f.time >= t):
+                break
+    if frame is None:
+        raise InputError(f"{path.name} has no frame")
     img = frame.to_image()
-    import io
-
     buf = io.BytesIO()
     img.convert("RGB").save(buf, format="JPEG", quality=85)
     return buf.getvalue()

@@ -208,9 +208,7 @@ class JobRunner:
                 if run.cancel or run.stopping:
                     graph.interrupt("cancelled" if run.cancel else "server stopping")
 
-        report = run_job(
-            Job(options, rec.target, rec.output), progress=progress, notice=notes.append, on_graph=attach
-        )
+        report = run_job(Job(options, rec.target, rec.output), progress=progress, notice=notes.append, on_graph=attach)
         if run.stopping and not run.cancel and report.status != "done":
             state = "queued"  # the next server start runs it again (resuming its segments)
         elif run.cancel and report.status != "done":

@@ -137,7 +137,7 @@ class LiveSessions:
                 session.source.put(rgb, int(frame.pts or 0))
                 session.frames_in += 1
                 frame = await track.recv()
-        except (MediaStreamError, asyncio.TimeoutError):
+        except (TimeoutError, MediaStreamError):
             pass
         except Exception as exc:  # noqa: BLE001 - one session's failure must not stop the server
             session.error = f"{type(exc).__name__}: {exc}"
@@ -165,9 +165,7 @@ class LiveSessions:
         def attach(graph: Any) -> None:
             session.graph = graph
 
-        job = Job(
-            session.options, "webrtc", "webrtc", live=True, frames_from=session.source, frames_to=session.sink
-        )
+        job = Job(session.options, "webrtc", "webrtc", live=True, frames_from=session.source, frames_to=session.sink)
         try:
             run_job(job, progress=progress, on_graph=attach)
         except StreamSwapError as exc:

@@ -61,7 +61,8 @@ async def read_form(
     content_type: str, body: AsyncIterator[bytes], folder: Path, *, max_bytes: int, stem: str = "upload"
 ) -> Form:
     """Parse a multipart/form-data body into `folder` (which must exist): file part k of field F is
-    saved as `F-k.SUFFIX` (the client's suffix if plain). TooLarge past `max_bytes` in all;
+    saved as `F-k-STEM.SUFFIX` (the client's name, reduced to
+    plain characters). TooLarge past `max_bytes` in all;
     InputError for a body that is not multipart or too many files."""
     from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -106,7 +107,9 @@ async def read_form(
             if count >= MAX_FILES:
                 raise InputError(f"at most {MAX_FILES} files per request")
             k = len(form.files.get(name, []))
-            path = folder / f"{name}-{k}{safe_suffix(disp[b'filename'].decode('utf-8', 'replace'))}"
+            client = disp[b"filename"].decode("utf-8", "replace")
+            stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(client).stem)[:40].strip("_")  # shown in the job list
+            path = folder / f"{name}-{k}{'-' + stem if stem else ''}{safe_suffix(client)}"
             current["file"] = open(path, "xb")  # noqa: SIM115 - closed in on_part_end or below
             form.files.setdefault(name, []).append(path)
         else:
