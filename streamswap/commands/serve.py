@@ -35,9 +35,10 @@ def serve(
     max_upload_mb: float = typer.Option(2048, "--max-upload-mb", min=1, help="The largest upload accepted, MB."),
     jobs_per_minute: int = typer.Option(30, "--jobs-per-minute", min=1, help="Job creations allowed per minute."),
 ) -> None:
-    """Serve swap jobs (REST API, OpenAPI at /docs), a page to run them, and /live: the browser's
-    camera swapped live over WebRTC. Every request needs the token; Ctrl-C stops, leaving
-    interrupted jobs to resume at the next start."""
+    """Serve swap jobs over HTTP: a REST API, a page, and a live webcam swap over WebRTC.
+
+    The API's schema is at /docs; /live swaps the browser's camera. Every request needs the
+    token; Ctrl-C stops, leaving interrupted jobs to resume at the next start."""
     import importlib.util
 
     missing = [m for m in ("fastapi", "uvicorn", "aiortc", "python_multipart") if importlib.util.find_spec(m) is None]

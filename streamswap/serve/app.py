@@ -114,7 +114,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     @app.exception_handler(InputError)
     async def input_error(request: Request, exc: InputError) -> JSONResponse:
-        return _error(413 if isinstance(exc, TooLarge) else 400, str(exc).splitlines()[0])
+        # the reason without the data dir's location (the client knows its files by name)
+        message = str(exc).splitlines()[0].replace(f"{data_dir}/", "")
+        return _error(413 if isinstance(exc, TooLarge) else 400, message)
 
     # --- pages -----------------------------------------------------------------------------------
     def page(name: str) -> HTMLResponse:
@@ -331,7 +333,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
                 raise InputError("give one source face photo (field 'source')")
             require_image(photos[0])
             options = replace(options_from_form(form.fields, photos, [], settings), preset="veryfast")
-            answer = await live.offer(session_id, form.fields.get("sdp", ""), form.fields.get("type", ""), options)
+            sdp, kind = form.fields.get("sdp", ""), form.fields.get("type", "")
+            answer = await live.offer(session_id, sdp, kind, options, folder)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -346,9 +349,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     @app.delete("/api/live/{session_id}")
     async def live_close(session_id: str) -> Response:
         """End a live session."""
-        closed = await live.close(session_id)
-        if re.fullmatch(r"[0-9a-f]{12}", session_id):  # an id, not a path
-            shutil.rmtree(data_dir / "live" / session_id, ignore_errors=True)
+        closed = await live.close(session_id)  # removes the session's folder too
         return JSONResponse({"closed": closed}, status_code=200 if closed else 404)
 
     @app.get("/api/info")

@@ -184,6 +184,8 @@ class JobRunner:
         except Exception as exc:  # a bug: one line in the record, the traceback in the log (--debug)
             log.debug("job %s failed", rec.id, exc_info=True)
             rec = replace(rec, state="failed", error=f"unexpected {type(exc).__name__}: {exc}".splitlines()[0])
+        if rec.error:  # shown to clients: without the data dir's location
+            rec = replace(rec, error=rec.error.replace(f"{self.settings.data_dir}/", ""))
         self.store.put(replace(rec, eta_s=None, notes=tuple(dict.fromkeys((*rec.notes, *notes)))))
 
     def _run_local(self, rec: JobRecord, run: _Running, options: SwapOptions, notes: list[str]) -> JobRecord:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import logging
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ class LiveSession:
     id: str
     options: SwapOptions
     pc: Any
+    folder: Path | None = None
     source: Any = None
     sink: Any = None
     graph: Any = None
@@ -90,8 +92,11 @@ class LiveSessions:
         self.settings = settings
         self.sessions: dict[str, LiveSession] = {}
 
-    async def offer(self, session_id: str, sdp: str, kind: str, options: SwapOptions) -> dict[str, str]:
-        """Answer the page's offer: receive its video track, send the swapped one back."""
+    async def offer(
+        self, session_id: str, sdp: str, kind: str, options: SwapOptions, folder: Path | None = None
+    ) -> dict[str, str]:
+        """Answer the page's offer: receive its video track, send the swapped one back. `folder`:
+        the session's files (its source photo), removed when it closes."""
         from aiortc import RTCPeerConnection, RTCSessionDescription
 
         if kind != "offer":
@@ -99,7 +104,7 @@ class LiveSessions:
         if len([s for s in self.sessions.values() if s.thread is None or s.thread.is_alive()]) >= MAX_SESSIONS:
             raise InputError(f"{MAX_SESSIONS} live sessions are running already; close one first")
         pc = RTCPeerConnection()
-        session = LiveSession(session_id, options, pc)
+        session = LiveSession(session_id, options, pc, folder)
         self.sessions[session_id] = session
 
         @pc.on("track")
@@ -190,6 +195,8 @@ class LiveSessions:
         await session.pc.close()
         if session.thread is not None:
             await asyncio.to_thread(session.thread.join, 10.0)
+        if session.folder is not None:
+            shutil.rmtree(session.folder, ignore_errors=True)
         return True
 
     async def close_all(self) -> None:

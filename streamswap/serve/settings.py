@@ -46,6 +46,9 @@ class ServeSettings:
 
     def url(self, path: str = "/") -> str:
         """The address to open, with the token (what the command prints once at start)."""
+        import socket
+
         scheme = "https" if self.tls else "http"
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        host = socket.gethostname() if self.host in ("0.0.0.0", "::") else self.host  # every interface
+        host = f"[{host}]" if ":" in host else host
         return f"{scheme}://{host}:{self.port}{path}?token={self.token}"
