@@ -201,3 +201,31 @@ def test_helpers(tmp_path):
     with pytest.raises(Exception, match="outside"):
         confine(tmp_path / "sub", str(tmp_path / "in.txt"))
     assert AUTH["Authorization"].endswith(TOKEN)
+
+
+def test_a_live_job_takes_frames_from_memory(media):
+    """What /live runs, without a browser: the live job reading a QueueSource, writing a QueueSink."""
+    import threading
+
+    from streamswap.api import Job, SwapOptions, run_job
+    from streamswap.video.queues import QueueSink, QueueSource
+
+    with av.open(str(media["short"])) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    src, sink = QueueSource(320, 180, depth=len(frames)), QueueSink()
+    options = SwapOptions(sources=(str(media["face"]),), engine="lite", device="cpu")
+    job = Job(options, "webrtc", "webrtc", live=True, frames_from=src, frames_to=sink)
+    out: list = []
+    t = threading.Thread(target=lambda: out.append(run_job(job)))
+    t.start()
+    for i, rgb in enumerate(frames):
+        src.put(rgb, i * 3000)
+    src.end()
+    t.join(60)
+    assert not t.is_alive()
+    report = out[0]
+    assert report.status == "done" and report.frames + report.dropped == len(frames) and report.frames > 0
+    got = sink.get(timeout=1)
+    assert got is not None and got[0].shape == (180, 320, 3) and got[1] % 3000 == 0
+    with pytest.raises(ValueError, match="does not match"):
+        src.put(frames[0][:10], 0)

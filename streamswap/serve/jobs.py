@@ -125,7 +125,7 @@ class JobRunner:
             run = self._running.get(job_id)
             if run is None:
                 return self.store.put(replace(rec, state="cancelled", eta_s=None))
-            if self.settings.ray_address:
+            if self.settings.ray_address and rec.kind == "video":
                 raise InputError("a job on the Ray cluster cannot be cancelled from here (stop it with Ray)")
             run.cancel = True
             if run.graph is not None:

@@ -126,11 +126,13 @@ class LiveSessions:
         """Camera frames into the job's source; the job starts with the first frame (its size)."""
         from aiortc.mediastreams import MediaStreamError
 
+        from streamswap.limits import check_video_size
         from streamswap.video.queues import QueueSink, QueueSource
 
         try:
             first = await asyncio.wait_for(track.recv(), FIRST_FRAME_S)
             w, h = first.width - first.width % 2, first.height - first.height % 2
+            check_video_size(w, h, "the camera")  # the project's frame-size cap, as for any input
             session.source = QueueSource(w, h, device=_device(session.options.device))
             session.sink = QueueSink()
             session.thread = threading.Thread(target=self._run, args=(session,), name="serve-live", daemon=True)
@@ -144,6 +146,8 @@ class LiveSessions:
                 frame = await track.recv()
         except (TimeoutError, MediaStreamError):
             pass
+        except InputError as exc:
+            session.error = str(exc)
         except Exception as exc:  # noqa: BLE001 - one session's failure must not stop the server
             session.error = f"{type(exc).__name__}: {exc}"
             log.debug("live session %s", session.id, exc_info=True)
