@@ -162,8 +162,6 @@ def test_restart_keeps_the_jobs_and_resumes_the_interrupted_one(server, media):
         job = _submit(c, media, target="long")
         wait_for(lambda: _state(c, job["id"])["frames"] >= 5, 60, "the job to start")
     assert server.stop() is not None
-    # the same data dir, now with small caps (checked below: one server start less)
-    server.extra = ("--max-upload-mb", "1", "--jobs-per-minute", "3")
     server.start()
     with server.client() as c:
         after = {j["id"]: j for j in c.get("/api/jobs").json()["jobs"]}
@@ -172,11 +170,18 @@ def test_restart_keeps_the_jobs_and_resumes_the_interrupted_one(server, media):
         final = _final(c, job["id"])
         assert final["state"] == "done" and final["resumed"] == 1 and final["frames"] == 75, final
 
-        big = c.post("/api/jobs", files={"target": ("big.mp4", b"\0" * (2 * 1024 * 1024))})
-        assert big.status_code == 413 and "limit" in big.json()["error"]
-        codes = [c.post("/api/jobs", data={"target_path": "nope.mp4"}).status_code for _ in range(3)]
-        assert codes == [400, 400, 429], codes  # the 413 counted too
-        assert c.post("/api/jobs", data={}).headers["retry-after"]
+
+def test_caps_and_rate_limit(tmp_path):
+    srv = Server(tmp_path / "data", tmp_path / "server.log", "--max-upload-mb", "1", "--jobs-per-minute", "3").start()
+    try:
+        with srv.client() as c:
+            big = c.post("/api/jobs", files={"target": ("big.mp4", b"\0" * (2 * 1024 * 1024))})
+            assert big.status_code == 413 and "limit" in big.json()["error"]
+            codes = [c.post("/api/jobs", data={"target_path": "nope.mp4"}).status_code for _ in range(3)]
+            assert codes == [400, 400, 429], codes  # the 413 counted too
+            assert c.post("/api/jobs", data={}).headers["retry-after"]
+    finally:
+        srv.stop()
 
 
 def test_records_are_redacted(tmp_path):
