@@ -14,7 +14,6 @@ from pathlib import Path
 
 import av
 import httpx
-
 from conftest import REPO, default_signals
 
 TOKEN = "test-token-not-a-secret"
@@ -63,7 +62,9 @@ def make_clip(src: Path, dst: Path, *, seconds: float, start: float = 2.0, size:
     return dst
 
 
-def make_y4m(src: Path, dst: Path, *, seconds: float = 2.0, start: float = 2.0, size: tuple[int, int] = (320, 180)) -> Path:
+def make_y4m(
+    src: Path, dst: Path, *, seconds: float = 2.0, start: float = 2.0, size: tuple[int, int] = (320, 180)
+) -> Path:
     """A y4m file for Chromium's fake camera (`--use-file-for-fake-video-capture`), 30 fps."""
     w, h = size
     with av.open(str(src)) as inp, av.open(str(dst), "w", format="yuv4mpegpipe") as out:

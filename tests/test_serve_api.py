@@ -152,7 +152,8 @@ def test_paths_outside_the_data_dir_are_refused(server, media, tmp_path):
         r = c.post("/api/jobs", data={"source_path": "media/face.jpg", "target_path": "media/inside.mp4"})
         assert r.status_code == 201, r.text  # a path inside is fine
         _final(c, r.json()["id"])
-        bad = c.post("/api/jobs", files={"source": ("x.jpg", b"not an image")}, data={"target_path": "media/inside.mp4"})
+        bad = c.post("/api/jobs", files={"source": ("x.jpg", b"not an image")},
+                     data={"target_path": "media/inside.mp4"})
         assert bad.status_code == 400 and "image" in bad.json()["error"]
 
 
