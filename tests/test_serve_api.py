@@ -127,6 +127,9 @@ def test_lite_job_end_to_end(server, media):
 def test_cancel_leaves_a_playable_partial(server, media):
     with server.client() as c:
         job = _submit(c, media, target="long")
+        waiting = _submit(c, media)  # --jobs 1: queued behind the first
+        gone = c.delete(f"/api/jobs/{waiting['id']}").json()
+        assert gone["state"] == "cancelled" and gone["result"] is None, gone  # it never runs
         wait_for(lambda: _state(c, job["id"])["frames"] >= 10, 60, "the job to write frames")
         r = c.delete(f"/api/jobs/{job['id']}")
         assert r.status_code in (200, 202), r.text
@@ -136,6 +139,7 @@ def test_cancel_leaves_a_playable_partial(server, media):
         out.write_bytes(c.get(f"/api/jobs/{job['id']}/result").content)
         frames, audio = _video(out)
         assert 0 < frames < 75 and audio > 0
+        assert _state(c, waiting["id"])["frames"] == 0
 
 
 def test_paths_outside_the_data_dir_are_refused(server, media, tmp_path):

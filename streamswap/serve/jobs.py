@@ -118,10 +118,10 @@ class JobRunner:
     def cancel(self, job_id: str) -> JobRecord | None:
         """Cancel a job: a queued one never runs; a running one stops cleanly (a playable partial).
         The record as it is now (None: no such job)."""
-        rec = self.store.get(job_id)
-        if rec is None or rec.state in FINAL_STATES:
-            return rec
-        with self._lock:
+        with self._lock:  # the workers take a job under this lock: it is queued or running, not between
+            rec = self.store.get(job_id)
+            if rec is None or rec.state in FINAL_STATES:
+                return rec
             run = self._running.get(job_id)
             if run is None:
                 return self.store.put(replace(rec, state="cancelled", eta_s=None))
@@ -152,11 +152,11 @@ class JobRunner:
             job_id = self._queue.get()
             if job_id is None or self._stopping:
                 return
-            rec = self.store.get(job_id)
-            if rec is None or rec.state != "queued":
-                continue  # cancelled while it waited
-            run = _Running()
             with self._lock:
+                rec = self.store.get(job_id)
+                if rec is None or rec.state != "queued":
+                    continue  # cancelled while it waited
+                run = _Running()
                 self._running[job_id] = run
             try:
                 self._run(rec, run)
