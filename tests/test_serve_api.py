@@ -6,6 +6,7 @@ job list and resumes the job it interrupted. One server per module keeps it quic
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -164,8 +165,9 @@ def test_paths_outside_the_data_dir_are_refused(server, media, tmp_path):
 def test_restart_keeps_the_jobs_and_resumes_the_interrupted_one(server, media):
     with server.client() as c:
         before = {j["id"]: j["state"] for j in c.get("/api/jobs").json()["jobs"]}
-        job = _submit(c, media, target="long")
-        wait_for(lambda: _state(c, job["id"])["frames"] >= 5, 60, "the job to start")
+        # resumable, in 1-s segments: stopped in its second segment, the restart keeps the first
+        job = _submit(c, media, target="long", resume="true", segment_seconds="1")
+        wait_for(lambda: _state(c, job["id"])["frames"] >= 35, 60, "the job to pass its first segment")
     assert server.stop() is not None
     server.start()
     with server.client() as c:
@@ -174,6 +176,11 @@ def test_restart_keeps_the_jobs_and_resumes_the_interrupted_one(server, media):
         assert c.get("/api/info").json()["resumed"] == 1
         final = _final(c, job["id"])
         assert final["state"] == "done" and final["resumed"] == 1 and final["frames"] == 75, final
+        # 1 (or, on a slow stop, 2) of the 3 segments kept
+        assert any(re.match(r"resuming: [12] of 3 segments kept", n) for n in final["notes"]), final["notes"]
+    out = server.data_dir / "jobs" / job["id"] / "result.mp4"
+    frames, audio = _video(out)
+    assert frames == 75 and audio > 0
 
 
 def test_caps_and_rate_limit(tmp_path):
