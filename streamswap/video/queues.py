@@ -93,7 +93,7 @@ class QueueSink:
     def __init__(self, spec: str = "webrtc", on_frame: Callable[[], None] | None = None) -> None:
         self.report = SinkReport(spec, "memory")
         self.choice = BackendChoice("memory", spec)
-        self._latest: tuple[np.ndarray, int, float] | None = None
+        self._latest: tuple[np.ndarray, int] | None = None
         self._taken = 0
         self._cond = threading.Condition()
         self._on_frame = on_frame
@@ -103,7 +103,7 @@ class QueueSink:
         """Keep `frame` as the newest result."""
         rgb = frame.image.cpu().numpy()
         with self._cond:
-            self._latest = (rgb, frame.pts, time.monotonic())
+            self._latest = (rgb, frame.pts)
             self.report.frames += 1
             self._cond.notify_all()
         if self._on_frame is not None:
@@ -121,7 +121,7 @@ class QueueSink:
             if self._latest is None or self.report.frames == self._taken:
                 return None
             self._taken = self.report.frames
-            return self._latest[0], self._latest[1]
+            return self._latest
 
     def close(self, error: BaseException | None = None) -> None:
         with self._cond:
