@@ -54,7 +54,9 @@ class Job:
     the engine loads and computes them); host_syncs: count the processing stages' host syncs
     into this audit (`bench pipeline`; slower); frames_from / frames_to: an already opened
     source and sink to use instead of opening `target` and `output` (frames handed over in
-    memory, e.g. a WebRTC track: `video.queues`); `target`/`output` then only name them."""
+    memory, e.g. a WebRTC track: `video.queues`); `target`/`output` then only name them;
+    on_frame: called with each frame as the encoder takes it (a running job's preview: it must
+    be quick, and it must not keep more than the latest frame)."""
 
     options: SwapOptions
     target: str
@@ -68,6 +70,7 @@ class Job:
     host_syncs: HostSyncAudit | None = None
     frames_from: VideoSource | None = None
     frames_to: VideoSink | None = None
+    on_frame: Callable[[Frame], None] | None = None
 
 
 @dataclass
@@ -214,6 +217,7 @@ def _graph(job: Job, opened: _Opened, report: SwapReport, frames: Iterator[Frame
         report.faces_skipped_nonfinite += skipped_nonfinite
 
     sink = opened.sink
+    write = sink.write if job.on_frame is None else _tapped(sink.write, job.on_frame)
     stages = [
         analyse_stage(session.analyser, settings, session.targets is not None),
         track_stage(settings, session.targets),
@@ -224,11 +228,19 @@ def _graph(job: Job, opened: _Opened, report: SwapReport, frames: Iterator[Frame
     return Graph(
         Source("decode", frames, src.close),
         stages,
-        Sink("encode", sink.write, sink.close, queue_size=2 if live else settings.queue_size),
+        Sink("encode", write, sink.close, queue_size=2 if live else settings.queue_size),
         mode="live" if live else "file",
         gpu_memory=cuda_memory_probe(device),
         streams=streams_for(device),  # on a GPU each stage on its own stream, events between them
     )
+
+
+def _tapped(write: Callable[[Frame], None], tap: Callable[[Frame], None]) -> Callable[[Frame], None]:
+    def tapped(frame: Frame) -> None:
+        tap(frame)
+        write(frame)
+
+    return tapped
 
 
 def batch_size_of(options: SwapOptions, device: torch.device) -> int:

@@ -5,6 +5,7 @@ job list and resumes the job it interrupted. One server per module keeps it quic
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -74,6 +75,12 @@ def _video(path: Path) -> tuple[int, int]:
     return frames, audio
 
 
+def _size(path: Path) -> tuple[int, int]:
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        return v.width, v.height
+
+
 def test_every_endpoint_and_page_needs_the_token(server):
     for path in ("/api/jobs", "/api/info", "/api/jobs/0123456789ab", "/docs", "/openapi.json", "/", "/live"):
         assert httpx.get(server.url + path, timeout=10).status_code == 401, path
@@ -132,6 +139,12 @@ def test_cancel_leaves_a_playable_partial(server, media):
         gone = c.delete(f"/api/jobs/{waiting['id']}").json()
         assert gone["state"] == "cancelled" and gone["result"] is None, gone  # it never runs
         wait_for(lambda: _state(c, job["id"])["frames"] >= 10, 60, "the job to write frames")
+        running = c.get(f"/api/jobs/{job['id']}/preview")  # the frame it encoded last, before any result
+        assert running.status_code == 200 and running.headers["content-type"] == "image/jpeg", running.text
+        assert int(running.headers["x-frame-index"]) >= 9
+        with av.open(io.BytesIO(running.content)) as still:
+            frame = next(still.decode(video=0))
+        assert (frame.width, frame.height) == _size(media["long"])
         r = c.delete(f"/api/jobs/{job['id']}")
         assert r.status_code in (200, 202), r.text
         final = _final(c, job["id"])

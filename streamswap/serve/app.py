@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
@@ -306,10 +307,15 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     @app.get("/api/jobs/{job_id}/preview")
     async def job_preview(job_id: str, t: float = 0.0) -> Response:
-        """A JPEG of the result at `t` seconds (a still: the image itself)."""
+        """A JPEG: while the job runs, the frame it encoded last; after, the result at `t` seconds
+        (a still: the image itself)."""
         rec = job_or_404(job_id)
         if isinstance(rec, Response):
             return rec
+        frame = runner.latest_frame(job_id)
+        if frame is not None:
+            data = await asyncio.to_thread(_jpeg, frame.image)
+            return Response(data, media_type="image/jpeg", headers={"X-Frame-Index": str(frame.index)})
         if not rec.result or not Path(rec.result).is_file():
             return _error(404, f"job {job_id} has no result yet (state {rec.state})")
         data = await asyncio.to_thread(_preview_jpeg, Path(rec.result), t)
@@ -376,8 +382,6 @@ def _option_types() -> dict[str, tuple[type, str]]:
 
 def _preview_jpeg(path: Path, t: float) -> bytes:
     """A JPEG of `path` (image or video) at `t` seconds."""
-    import io
-
     import av
 
     from streamswap.video.probe import classify
@@ -390,7 +394,17 @@ def _preview_jpeg(path: Path, t: float) -> bytes:
                 break
     if frame is None:
         raise InputError(f"{path.name} has no frame")
-    img = frame.to_image()
+    return _jpeg(frame.to_ndarray(format="rgb24"))
+
+
+def _jpeg(rgb: Any) -> bytes:
+    """JPEG bytes of an (H, W, 3) uint8 RGB image (a NumPy array, or a tensor on any device)."""
+    import io
+
+    from PIL import Image
+
+    if hasattr(rgb, "detach"):
+        rgb = rgb.detach().cpu().numpy()
     buf = io.BytesIO()
-    img.convert("RGB").save(buf, format="JPEG", quality=85)
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=85)
     return buf.getvalue()

@@ -82,6 +82,7 @@ class _Running:
     graph: Any = None
     cancel: bool = False
     stopping: bool = False
+    latest: Any = None  # the last frame the encoder took (a Frame): the running job's preview
 
 
 class JobRunner:
@@ -131,6 +132,12 @@ class JobRunner:
             if run.graph is not None:
                 run.graph.interrupt("cancelled")
         return self.store.get(job_id)
+
+    def latest_frame(self, job_id: str) -> Any:
+        """The frame a running job encoded last (a `Frame`, its image (H, W, 3) uint8 RGB on the
+        job's device), or None: not running, or no frame yet."""
+        run = self._running.get(job_id)
+        return run.latest if run is not None else None
 
     def shutdown(self, timeout_s: float = 20.0) -> None:
         """Stop: running jobs are interrupted (their records stay queued, for the next start)."""
@@ -210,7 +217,11 @@ class JobRunner:
                 if run.cancel or run.stopping:
                     graph.interrupt("cancelled" if run.cancel else "server stopping")
 
-        report = run_job(Job(options, rec.target, rec.output), progress=progress, notice=notes.append, on_graph=attach)
+        def keep(frame: Any) -> None:
+            run.latest = frame  # one reference: the previous frame is freed as usual
+
+        job = Job(options, rec.target, rec.output, on_frame=keep)
+        report = run_job(job, progress=progress, notice=notes.append, on_graph=attach)
         if run.stopping and not run.cancel and report.status != "done":
             state = "queued"  # the next server start runs it again (resuming its segments)
         elif run.cancel and report.status != "done":

@@ -32,10 +32,27 @@ async function blobUrl(path) {
 async function showResult(job) {
   if (!job.result) return;
   $("cur-preview").src = await blobUrl(`/api/jobs/${job.id}/preview?t=0.5`);
+  delete $("cur-preview").dataset.frame;
+  $("cur-preview-caption").textContent = "result, at 0.5 s";
   if (job.kind === "video") {
     $("cur-video").src = await blobUrl(`/api/jobs/${job.id}/result`);
     $("cur-video").hidden = false;
   }
+}
+
+// While a job runs, the frame it encoded last, at most every 1.5 s.
+let previewAt = 0;
+async function runningPreview(job) {
+  if (job.state !== "running" || !job.frames || Date.now() - previewAt < 1500) return;
+  previewAt = Date.now();
+  const r = await api(`/api/jobs/${job.id}/preview`);
+  const frame = r.headers.get("X-Frame-Index");
+  if (!r.ok || current !== job.id || frame === null) return;
+  const img = $("cur-preview");
+  if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+  img.src = URL.createObjectURL(await r.blob());
+  img.dataset.frame = frame;
+  $("cur-preview-caption").textContent = `frame ${frame}, as it is encoded`;
 }
 
 // SSE over fetch: EventSource cannot send the token header.
@@ -55,7 +72,10 @@ async function follow(id) {
       const data = block.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
       if (!data) continue;
       last = JSON.parse(data);
-      if (current === id) showJob(last);
+      if (current === id) {
+        showJob(last);
+        runningPreview(last).catch(() => {});
+      }
     }
   }
   if (last && current === id) await showResult(last);
