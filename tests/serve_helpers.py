@@ -87,8 +87,9 @@ def make_y4m(
 class Server:
     """`python -m streamswap serve` on a free port of 127.0.0.1 with `data_dir` and `TOKEN`."""
 
-    def __init__(self, data_dir: Path, log: Path, *extra: str) -> None:
+    def __init__(self, data_dir: Path, log: Path, *extra: str, env: dict[str, str] | None = None) -> None:
         self.data_dir, self.log_path, self.extra = data_dir, log, extra
+        self.env = {**os.environ, **(env or {})}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -99,7 +100,7 @@ class Server:
                 str(self.data_dir), "--token", TOKEN, "--engine", "lite", "--device", "cpu", *self.extra]
         self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(args, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
-                                     preexec_fn=default_signals, env={**os.environ})
+                                     preexec_fn=default_signals, env=self.env)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

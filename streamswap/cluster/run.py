@@ -419,6 +419,8 @@ def fetch_engine_models(options: SwapOptions, engine: str) -> None:
 
 def _connect(settings: ClusterSettings) -> bool:
     """Join or start a cluster; True when this call started it (and must shut it down)."""
+    if settings.address:
+        _token_auth_when_a_token_is_there()  # before Ray reads its configuration
     try:
         import ray
     except ImportError:
@@ -428,7 +430,7 @@ def _connect(settings: ClusterSettings) -> bool:
         return False
     if settings.address:  # "auto" takes RAY_ADDRESS from the environment (Ray's own convention)
         address = os.environ.get("RAY_ADDRESS", "auto") if settings.address == "auto" else settings.address
-        local = _is_loopback(address)  # a cluster of this machine only: join it as one of its nodes
+        local = _is_loopback_only(address)  # a cluster of this machine only: join it as one of its nodes
         # Any: ray.init's **kwargs take Ray's private options, which its typed keywords do not name
         node: dict[str, Any] = {"_node_ip_address": LOOPBACK} if local else {}
         try:
@@ -492,6 +494,40 @@ def _loopback_node(on: bool) -> Iterator[None]:
         yield
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
+def _token_auth_when_a_token_is_there() -> None:
+    """Join with token authentication when this machine has a Ray token and RAY_AUTH_MODE is not
+    set: `ray start` turns token authentication on by default (Ray 2.59+, checked with 2.60) and
+    writes ~/.ray/auth_token, but a driver's `ray.init` still defaults to "disabled" and is then
+    refused (InvalidAuthToken). A token sent to a cluster without authentication is ignored."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
+    if os.environ.get("RAY_AUTH_TOKEN") or Path(path).is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def _is_loopback_only(address: str) -> bool:
+    """Whether a Ray address names a cluster that listens on this machine's loopback only (one
+    `start_local_cluster` started: its raylet is 127.0.0.1 too, so the driver must say so), as
+    opposed to `ray start --head` (which serves every interface, its node on the machine's network
+    address, even when given 127.0.0.1), found by knocking on the GCS port at that address."""
+    import socket
+
+    if not _is_loopback(address):
+        return False
+    from ray._private import services
+
+    try:
+        port = int(address.split("://", 1)[-1].rsplit(":", 1)[-1])
+    except ValueError:  # no port: Ray's own error says what it wants
+        return False
+    try:
+        with socket.create_connection((services.get_node_ip_address(), port), timeout=1.0):
+            return False
+    except OSError:
+        return True
 
 
 def _is_loopback(address: str) -> bool:
