@@ -128,8 +128,17 @@ def test_live_and_jobs_pages_in_chromium(setup, capsys):
             page.select_option("select[name=engine]", "lite")
             page.click("#submit")
             # polled with page.evaluate: wait_for_function evaluates strings, which the page's CSP forbids
-            wait_for(lambda: page.evaluate("document.getElementById('cur-state').textContent") == "done", 90,
-                     "the job to finish on the page", interval_s=0.3)
+            previews: set[str] = set()  # the frames the page showed while the job ran
+
+            def finished() -> bool:
+                state, frame = page.evaluate("[document.getElementById('cur-state').textContent, "
+                                             "document.getElementById('cur-preview').dataset.frame]")
+                if frame:
+                    previews.add(frame)
+                return state == "done"
+
+            wait_for(finished, 90, "the job to finish on the page", interval_s=0.2)
+            assert previews, "the page showed no frame while the job ran"
             wait_for(lambda: page.evaluate("!document.getElementById('cur-video').hidden && "
                                            "document.getElementById('cur-preview').naturalWidth > 0"), 30,
                      "the result's preview", interval_s=0.3)
