@@ -28,11 +28,14 @@ def test_onnx_generator_matches_torch_on_the_golden_input_with_a_dynamic_batch(g
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert sess.get_providers() == ["CPUExecutionProvider"]
     (y_onnx,) = sess.run(["y"], {"x_t": x_t, "z_id": z_id})
-    with torch.no_grad():
-        y_torch, _ = net(torch.from_numpy(x_t), torch.from_numpy(z_id))
     assert y_onnx.shape == (2, 3, 256, 256)
-    assert np.abs(y_onnx - y_torch.numpy()).max() <= 1e-3
-    assert np.abs(y_onnx - y_ref).max() <= 1e-3
+    assert np.abs(y_onnx - y_ref).max() <= 1e-3  # both rows: the reference's torch outputs
     # each row of a batch is computed alone (no batch statistics in the generator)
     (y_one,) = sess.run(["y"], {"x_t": x_t[1:], "z_id": z_id[1:]})
     assert np.abs(y_one[0] - y_onnx[1]).max() <= 1e-4
+    # and our torch module computes it too (on that row: a batch of two would double the test's
+    # costliest step after the export, for a row the reference already pins)
+    with torch.no_grad():
+        y_torch, _ = net(torch.from_numpy(x_t[1:]), torch.from_numpy(z_id[1:]))
+    assert np.abs(y_onnx[1:] - y_torch.numpy()).max() <= 1e-3
+    assert np.abs(y_one - y_torch.numpy()).max() <= 1e-3

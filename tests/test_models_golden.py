@@ -75,10 +75,27 @@ def test_published_names_build_the_networks_the_manifests_describe(golden_dir):
 
 # --- function: the reference's outputs ---------------------------------------------------------
 
+def golden_aei(golden_dir, name: str, one_block: nn.Module) -> nn.Module:
+    """`golden_module` for a deeper AEI-Net, taking the golden values of the entries it shares (same
+    key and shape) with the 1-block net from that net: a golden value depends only on key and
+    shape, so they are the same numbers, not generated again (122 M of its 184 M or 240 M).
+    Cloned, so the shared 1-block net is never touched; still a strict load of every entry."""
+    from golden_values import golden_value
+
+    have = one_block.state_dict()
+    state = {k: have[k].clone() if k in have and list(have[k].shape) == list(shape)
+             else torch.from_numpy(golden_value(k, tuple(shape)))
+             for k, shape, _ in load_manifest(golden_dir, name)}
+    with torch.device("meta"):
+        module = BUILDERS[name]()
+    module.load_state_dict(state, strict=True, assign=True)
+    return module.eval()
+
+
 @pytest.mark.parametrize("blocks", [1, 2, 3])
 def test_aei_net_matches_reference_outputs(golden_dir, blocks, aei_1block_golden):
     name = f"aei_net_unet_{blocks}blocks"
-    net = aei_1block_golden if blocks == 1 else golden_module(BUILDERS[name], load_manifest(golden_dir, name)).eval()
+    net = aei_1block_golden if blocks == 1 else golden_aei(golden_dir, name, aei_1block_golden)
     d = io(golden_dir, name)
     with torch.no_grad():
         y, attrs = net(torch.from_numpy(d["x_t"]), torch.from_numpy(d["z_id"]))
@@ -213,13 +230,16 @@ def test_prepared_generator_in_float32_on_cpu_is_the_golden_function(golden_dir,
 
 
 def test_float16_generator_stays_within_a_grey_level_on_average(golden_dir, aei_1block_golden):
-    # fp16 as on a GPU, emulated on CPU; instance norms run in float32 (FP32_MODULES)
+    # fp16 as on a GPU, emulated on CPU; instance norms run in float32 (FP32_MODULES). Emulated
+    # fp16 is slow, so on one golden face, the second: the one fp16 moves more (measured, in the
+    # batch of two or alone alike, the generator having no batch statistics: mean error 0.188/255
+    # and max 0.0111 on it, 0.145/255 and 0.0105 on the first)
     settings = InferenceSettings(device="cpu", precision="float16")
     g = prepare_generator(copy.deepcopy(aei_1block_golden), settings)
     norm = g.net.generator.AADBlk1.add_blocks[0].norm
     d = io(golden_dir, "aei_net_unet_1blocks")
-    y = run_generator(g, torch.from_numpy(d["x_t"]), torch.from_numpy(d["z_id"]), settings)
-    err = np.abs(y.numpy() - d["y"])
+    y = run_generator(g, torch.from_numpy(d["x_t"][1:]), torch.from_numpy(d["z_id"][1:]), settings)
+    err = np.abs(y.numpy() - d["y"][1:])
     assert g.net.encoder.conv1[0].weight.dtype == torch.float16 and len(norm._forward_pre_hooks) == 1
     assert bool(torch.isfinite(y).all())
     assert err.mean() < 1 / 255 and err.max() < 0.03  # [-1, 1] scale: one uint8 step is 2/255
