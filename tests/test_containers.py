@@ -59,6 +59,23 @@ def opus_video(path: Path, frames: int = 25) -> Path:
     return path
 
 
+def first_frames(src: Path, dst: Path, frames: int) -> Path:
+    """The first `frames` frames of `src` (and its audio over that time), packets copied: the very
+    frames of the original without a transcode CLI run (nggyup.mp4 has no B-frames, so the
+    packets before a time are the frames before it)."""
+    with av.open(str(src)) as c, av.open(str(dst), "w") as out:
+        video = c.streams.video[0]
+        end = Fraction(frames) / video.average_rate
+        streams = [video, *c.streams.audio[:1]]
+        outs = {s.index: out.add_stream_from_template(s) for s in streams}
+        for packet in c.demux(streams):
+            if packet.dts is None or packet.dts * packet.time_base >= end:
+                continue
+            packet.stream = outs[packet.stream.index]
+            out.mux(packet)
+    return dst
+
+
 def test_each_container_gets_an_encoder_it_takes():
     for suffix in (".mp4", ".mkv", ".mov", ".avi", ".ts", ".flv"):
         assert video_encoder_for(f"out{suffix}").codec == "libx264", suffix
@@ -117,9 +134,7 @@ def test_opus_audio_is_copied_into_webm(cli, tmp_path):
 
 @pytest.mark.skipif(not HAS_VP9, reason="this PyAV build has no VP9 encoder")
 def test_a_lite_swap_writes_a_playable_webm(cli, shared_data, tmp_path):
-    clip = tmp_path / "clip.mp4"
-    assert cli("transcode", str(shared_data / "videos" / "nggyup.mp4"), str(clip), "--max-frames", "12", *FAST,
-               "-q", timeout=60).returncode == 0
+    clip = first_frames(shared_data / "videos" / "nggyup.mp4", tmp_path / "clip.mp4", 12)
     out = tmp_path / "swapped.webm"
     proc = cli("swap", "-s", str(shared_data / "images" / "mark.jpg"), "-t", str(clip), "-o", str(out),
                "--engine", "lite", *FAST, "--json", "-q", timeout=120)

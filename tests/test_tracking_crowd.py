@@ -17,9 +17,13 @@ from streamswap.tracking import Detections, Tracker, TrackerSettings, box_iou
 @pytest.fixture(scope="module")
 def crowd(shared_data):
     """Detections (with dlib embeddings) of every 2nd frame 140..198, and the lead's box per frame."""
+    frames = []
     with av.open(str(shared_data / "videos" / "dirtydancing.mp4")) as c:
-        frames = [torch.from_numpy(f.to_ndarray(format="rgb24")).permute(2, 0, 1)
-                  for i, f in enumerate(c.decode(video=0)) if 140 <= i < 200 and i % 2 == 0]
+        for i, f in enumerate(c.decode(video=0)):
+            if i >= 200:
+                break  # the 103 frames after these need no decoding
+            if i >= 140 and i % 2 == 0:
+                frames.append(torch.from_numpy(f.to_ndarray(format="rgb24")).permute(2, 0, 1))
     detector = DlibDetector(LiteSettings(max_side=640))
     identity = DlibIdentity(detector)
     dets, lead = [], []
